@@ -1,0 +1,319 @@
+"""Darknet thresholding + (DIoU-)NMS: hand-computed cases, properties, and a per-class Python port of
+darknet's src/box.c diounms_sort / do_nms_sort as the reference."""
+
+import math
+
+import numpy as np
+import pytest
+
+import yolo4.runtime.postprocess as pp
+from yolo4.runtime.postprocess import Detections, diou_nms, effective_beta, pairwise_diou, postprocess
+from yolo4.runtime.preprocess import Transform
+
+# ---------------------------------------------------------------- darknet reference (written here)
+
+
+def _darknet_overlap(a, b, beta):
+    """box_iou / box_diounms of darknet src/box.c on x1y1x2y2 boxes, via darknet's centre form."""
+    ax, ay, aw, ah = (a[0] + a[2]) / 2, (a[1] + a[3]) / 2, a[2] - a[0], a[3] - a[1]
+    bx, by, bw, bh = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2, b[2] - b[0], b[3] - b[1]
+    ow = min(ax + aw / 2, bx + bw / 2) - max(ax - aw / 2, bx - bw / 2)  # overlap()
+    oh = min(ay + ah / 2, by + bh / 2) - max(ay - ah / 2, by - bh / 2)
+    inter = 0.0 if ow < 0 or oh < 0 else ow * oh                      # box_intersection()
+    union = aw * ah + bw * bh - inter                                   # box_union()
+    iou = 0.0 if inter == 0 or union == 0 else inter / union           # box_iou()
+    if beta is None:
+        return iou
+    cw = max(ax + aw / 2, bx + bw / 2) - min(ax - aw / 2, bx - bw / 2)  # box_c()
+    ch = max(ay + ah / 2, by + bh / 2) - min(ay - ah / 2, by - bh / 2)
+    c = cw * cw + ch * ch
+    if c == 0:
+        return iou
+    d = (ax - bx) ** 2 + (ay - by) ** 2
+    return iou - (d / c) ** beta
+
+
+def _darknet_nms(boxes, scores, conf, thresh, beta, norm_wh, agnostic=False):
+    """One image: per class (or all together), sort by score, zero the prob of every later box whose
+    overlap with a surviving one exceeds thresh. Returns [(score, box_index, class)]."""
+    n, c = scores.shape
+    w, h = norm_wh
+    nb = [np.asarray(b, np.float64) / [w, h, w, h] for b in boxes]
+    groups = [list(range(c))] if agnostic else [[k] for k in range(c)]
+    out = []
+    for classes in groups:
+        cand = [(float(scores[i, k]), i, k) for k in classes for i in range(n) if scores[i, k] > conf]
+        cand.sort(key=lambda t: -t[0])  # stable: ties keep (class, box) order, as the vectorized one
+        prob = [s for s, _, _ in cand]
+        for i in range(len(cand)):
+            if prob[i] == 0:
+                continue
+            for j in range(i + 1, len(cand)):
+                if _darknet_overlap(nb[cand[i][1]], nb[cand[j][1]], beta) > thresh:
+                    prob[j] = 0
+        out += [cand[i] for i in range(len(cand)) if prob[i] > 0]
+    return out
+
+
+def _random_batch(seed, b=2, n=150, c=3, size=(320, 416)):
+    rng = np.random.default_rng(seed)
+    h, w = size
+    xy = rng.uniform(0, [w * 0.8, h * 0.8], (b, n, 2))
+    wh = rng.uniform(4, 100, (b, n, 2))
+    boxes = np.concatenate([xy, xy + wh], -1).astype(np.float32)
+    # clustered boxes: copies of a few boxes with jitter, so NMS has real work
+    boxes[:, n // 2:] = boxes[:, :n - n // 2] + rng.normal(0, 6, (b, n - n // 2, 4)).astype(np.float32)
+    boxes[..., 2:] = np.maximum(boxes[..., 2:], boxes[..., :2] + 1)
+    scores = (rng.uniform(0, 1, (b, n, c)) ** 2).astype(np.float32)
+    return boxes, scores
+
+
+def _as_set(det):
+    return sorted(zip(det.class_ids.tolist(), np.round(det.scores, 6).tolist(),
+                      [tuple(np.round(b, 3)) for b in det.boxes.tolist()]))
+
+
+# ---------------------------------------------------------------- hand-computed overlaps
+
+def test_pairwise_diou_hand_computed():
+    a = [0, 0, 10, 10]
+    b = [2, 0, 12, 10]      # shifted by 2 in x
+    # intersection 8*10 = 80, union 100 + 100 - 80 = 120 -> IoU 2/3
+    # centres (5,5), (7,5): d^2 = 4; enclosing box 12x10: c^2 = 144 + 100 = 244
+    iou = 80 / 120
+    assert pairwise_diou([a], [b], None)[0, 0] == pytest.approx(iou)
+    assert pairwise_diou([a], [b], 0.6)[0, 0] == pytest.approx(iou - (4 / 244) ** 0.6)   # 0.5818
+    assert pairwise_diou([a], [b], 1.0)[0, 0] == pytest.approx(iou - 4 / 244)            # 0.6503
+    # concentric: IoU 64/100, d = 0 -> no penalty
+    assert pairwise_diou([a], [[1, 1, 9, 9]], 0.6)[0, 0] == pytest.approx(0.64)
+    # disjoint, side by side: IoU 0; centres 20 apart, enclosing 30x10 -> c^2 = 1000
+    assert pairwise_diou([a], [[20, 0, 30, 10]], 1.0)[0, 0] == pytest.approx(0 - 400 / 1000)
+    # zero-size boxes on one point: intersection 0 -> IoU 0, enclosing diagonal 0 -> no penalty
+    assert pairwise_diou([[5, 5, 5, 5]], [[5, 5, 5, 5]], 0.6)[0, 0] == 0.0
+    # symmetric
+    m = pairwise_diou([a, b], [a, b], 0.6)
+    assert np.allclose(m, m.T) and np.allclose(np.diag(m), 1.0)
+
+
+def test_kind_decides_suppression_hand_case():
+    """IoU 0.667, DIoU(beta .6) 0.582, DIoU(beta 1) 0.650: threshold 0.6 separates them."""
+    boxes = np.array([[[0, 0, 10, 10], [2, 0, 12, 10]]], np.float32)
+    scores = np.array([[[0.9], [0.8]]], np.float32)
+
+    def kept(kind, beta_nms):
+        return len(postprocess(boxes, scores, 0.25, 0.6, kind, beta_nms, input_hw=(10, 10))[0])
+
+    assert kept("default", 0.6) == 1          # IoU 0.667 > 0.6
+    assert kept("diounms", 0.6) == 2          # 0.667 - (4/244)^0.6 = 0.582 <= 0.6
+    assert kept("diounms", 1.0) == 1          # 0.667 - 4/244 = 0.650 > 0.6
+    # darknet GREEDY_NMS calls box_diou, whose exponent is hard-coded 0.6: beta_nms is ignored
+    assert kept("greedynms", 1.0) == 2
+    assert effective_beta("greedynms", 1.0) == 0.6 and effective_beta("diounms", 1.0) == 1.0
+    assert effective_beta("default", 0.6) is None
+    with pytest.raises(ValueError, match="nms_kind"):
+        effective_beta("cornersnms", 0.6)
+
+
+def test_nms_runs_on_coordinates_normalized_by_input_size():
+    """W=400, H=100. Boxes 40x10 px shifted 8 px: normalized, the 10x10/shift-2 case (DIoU .582);
+    in raw pixels d^2 = 64, c^2 = 48^2 + 10^2 = 2404 -> DIoU = 2/3 - (64/2404)^.6 = .553."""
+    boxes = np.array([[[0, 0, 40, 10], [8, 0, 48, 10]]], np.float32)
+    scores = np.array([[[0.9], [0.8]]], np.float32)
+    assert pairwise_diou(boxes[0, :1], boxes[0, 1:], 0.6)[0, 0] == pytest.approx(2 / 3 - (64 / 2404) ** 0.6)
+    thr = 0.57
+    assert len(postprocess(boxes, scores, 0.25, thr, "diounms", 0.6, input_hw=(100, 400))[0]) == 1
+    assert len(postprocess(boxes, scores, 0.25, thr, "diounms", 0.6, input_hw=None)[0]) == 2
+
+
+def test_letterbox_transforms_switch_nms_frame_to_content_size():
+    """Input 400x400 with a 400x100 letterboxed content: darknet normalizes by the content (the
+    10x10 case, DIoU .582 > .57, suppressed); by the square input it is the raw-pixel case (.553)."""
+    boxes = np.array([[[0, 150, 40, 160], [8, 150, 48, 160]]], np.float32)
+    scores = np.array([[[0.9], [0.8]]], np.float32)
+    t = Transform(scale_x=1.0, scale_y=1.0, pad_x=0.0, pad_y=150.0, orig_w=400, orig_h=100)
+    assert t.content_wh == (400.0, 100.0)
+    args = (boxes, scores, 0.25, 0.57, "diounms", 0.6)
+    assert len(postprocess(*args, input_hw=(400, 400))[0]) == 2
+    assert len(postprocess(*args, input_hw=(400, 400), transforms=[t])[0]) == 1
+
+
+# ---------------------------------------------------------------- thresholds, labels, limits
+
+def test_threshold_is_strict_and_multilabel():
+    boxes = np.array([[[0, 0, 10, 10], [50, 50, 60, 60]]], np.float32)
+    scores = np.array([[[0.5, 0.75, 0.0], [0.25, 0.5, 0.5]]], np.float32)
+    (det,) = postprocess(boxes, scores, conf_thresh=0.5, input_hw=(64, 64))
+    # only scores > 0.5: box 0 class 1 (0.75); 0.5 itself is not a candidate
+    assert det.class_ids.tolist() == [1] and det.scores.tolist() == [0.75]
+    (det,) = postprocess(boxes, scores, conf_thresh=0.3, input_hw=(64, 64))
+    # multi-label: box 0 -> classes 0 and 1; box 1 -> classes 1 and 2; identical boxes, different classes
+    assert sorted(zip(det.class_ids.tolist(), det.scores.tolist())) == [(0, 0.5), (1, 0.5), (1, 0.75), (2, 0.5)]
+    assert np.all(np.diff(det.scores) <= 0)
+    assert det.boxes.dtype == np.float32 and det.scores.dtype == np.float32 and det.class_ids.dtype == np.int64
+
+
+def test_class_agnostic_vs_per_class():
+    boxes = np.array([[[0, 0, 10, 10], [1, 0, 11, 10]]], np.float32)   # IoU 90/110 = .82
+    scores = np.array([[[0.9, 0.0], [0.0, 0.8]]], np.float32)
+    (per_class,) = postprocess(boxes, scores, 0.25, 0.45, input_hw=(32, 32))
+    (agnostic,) = postprocess(boxes, scores, 0.25, 0.45, input_hw=(32, 32), agnostic=True)
+    assert per_class.class_ids.tolist() == [0, 1]
+    assert agnostic.class_ids.tolist() == [0] and agnostic.scores.tolist() == [pytest.approx(0.9)]
+
+
+def test_images_of_a_batch_do_not_suppress_each_other():
+    boxes = np.tile(np.array([[[0, 0, 10, 10]]], np.float32), (3, 1, 1))
+    scores = np.array([[[0.9]], [[0.8]], [[0.1]]], np.float32)
+    dets = postprocess(boxes, scores, 0.25, 0.45, input_hw=(32, 32))
+    assert [len(d) for d in dets] == [1, 1, 0]
+
+
+def test_zero_candidates_and_empty_batch_shapes():
+    boxes = np.zeros((2, 5, 4), np.float32)
+    scores = np.zeros((2, 5, 3), np.float32)
+    dets = postprocess(boxes, scores, input_hw=(32, 32))
+    assert len(dets) == 2
+    for d in dets:
+        assert d.boxes.shape == (0, 4) and d.scores.shape == (0,) and d.class_ids.shape == (0,)
+        assert d.class_ids.dtype == np.int64
+    assert postprocess(np.zeros((0, 5, 4)), np.zeros((0, 5, 3)), input_hw=(32, 32)) == []
+    assert len(Detections()) == 0
+    with pytest.raises(ValueError):
+        postprocess(np.zeros((1, 5, 4)), np.zeros((1, 4, 3)))
+
+
+def _grid_boxes(n, cell=20):
+    """n disjoint boxes on a grid (no suppression between them)."""
+    i = np.arange(n)
+    x, y = (i % 50) * cell, (i // 50) * cell
+    return np.stack([x, y, x + cell / 2, y + cell / 2], -1).astype(np.float32)
+
+
+def test_max_det_keeps_top_scores():
+    n = 40
+    boxes = _grid_boxes(n)[None]
+    scores = np.linspace(0.3, 0.99, n, dtype=np.float32)[None, :, None]
+    (det,) = postprocess(boxes, scores, 0.25, 0.45, input_hw=(1024, 1024), max_det=7)
+    assert len(det) == 7
+    assert np.array_equal(det.scores, np.sort(scores[0, :, 0])[::-1][:7])
+
+
+def test_max_candidates_caps_nms_input_by_score():
+    n = 120
+    boxes = _grid_boxes(n)[None]
+    rng = np.random.default_rng(3)
+    scores = rng.uniform(0.3, 1.0, (1, n, 2)).astype(np.float32)
+    (det,) = postprocess(boxes, scores, 0.25, 0.45, input_hw=(1024, 1024), max_det=1000, max_candidates=50)
+    assert len(det) == 50  # disjoint boxes, per-class NMS: every candidate survives
+    assert np.array_equal(det.scores, np.sort(scores.ravel())[::-1][:50])
+
+
+def test_huge_candidate_count_is_bounded(monkeypatch):
+    """conf 0.001 over 10k boxes x 20 classes (~100k candidates): capped, returns max_det."""
+    rng = np.random.default_rng(0)
+    n, c = 10000, 20
+    xy = rng.uniform(0, 600, (1, n, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 150, (1, n, 2))], -1).astype(np.float32)
+    scores = (rng.uniform(0, 1, (1, n, c)) ** 6).astype(np.float32)
+    assert (scores > 0.001).sum() > 30000
+    (det,) = postprocess(boxes, scores, 0.001, 0.45, input_hw=(608, 608), max_candidates=30000)
+    assert len(det) == 300 and np.all(np.diff(det.scores) <= 0)
+
+
+# ---------------------------------------------------------------- properties + reference
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_properties_subset_sorted_and_no_kept_pair_over_threshold(seed):
+    boxes, scores = _random_batch(seed)
+    thr, beta, conf = 0.45, 0.6, 0.1
+    dets = postprocess(boxes, scores, conf, thr, "diounms", beta, input_hw=(320, 416), max_det=10**6)
+    norm = np.array([416, 320, 416, 320], np.float64)
+    for b, det in enumerate(dets):
+        assert np.all(np.diff(det.scores) <= 0)
+        # subset: every detection is an input (box, class) with that score, above conf
+        cand = {(tuple(np.round(boxes[b, i], 4)), k): scores[b, i, k]
+                for i, k in zip(*np.nonzero(scores[b] > conf))}
+        for box, s, k in zip(det.boxes, det.scores, det.class_ids):
+            assert cand[(tuple(np.round(box, 4)), int(k))] == s
+        # no kept pair of one class overlaps above the threshold (computed here, darknet formula)
+        for k in np.unique(det.class_ids):
+            kb = det.boxes[det.class_ids == k]
+            for i in range(len(kb)):
+                for j in range(i + 1, len(kb)):
+                    assert _darknet_overlap(kb[i] / norm, kb[j] / norm, beta) <= thr
+        # maximal: every dropped candidate overlaps a kept, higher-scored box of its class
+        kept = set(zip(map(tuple, np.round(det.boxes, 4)), det.class_ids.tolist()))
+        for (box, k), s in cand.items():
+            if (box, k) in kept:
+                continue
+            same = (det.class_ids == k) & (det.scores >= s)
+            assert any(_darknet_overlap(kb / norm, np.array(box) / norm, beta) > thr
+                       for kb in det.boxes[same])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("kind, beta_nms, beta", [("diounms", 0.6, 0.6), ("diounms", 1.0, 1.0),
+                                                  ("greedynms", 0.6, 0.6), ("default", 0.6, None)])
+@pytest.mark.parametrize("agnostic", [False, True])
+def test_equals_darknet_reference(seed, kind, beta_nms, beta, agnostic):
+    boxes, scores = _random_batch(seed)
+    dets = postprocess(boxes, scores, 0.1, 0.45, kind, beta_nms, input_hw=(320, 416), agnostic=agnostic,
+                       max_det=10**6)
+    for b, det in enumerate(dets):
+        ref = _darknet_nms(boxes[b], scores[b], 0.1, 0.45, beta, (416, 320), agnostic)
+        expected = Detections(boxes[b, [i for _, i, _ in ref]].reshape(-1, 4),
+                              np.array([s for s, _, _ in ref], np.float32),
+                              np.array([k for _, _, k in ref], np.int64))
+        assert _as_set(det) == _as_set(expected)
+
+
+@pytest.mark.parametrize("beta", [0.6, 1.0, None])
+def test_multi_block_path_equals_reference(monkeypatch, beta):
+    """Small blocks force groups spanning several blocks (kept boxes of earlier blocks suppress)."""
+    monkeypatch.setattr(pp, "NMS_BLOCK", 7)
+    boxes, scores = _random_batch(5, b=1, n=120, c=2)
+    (det,) = postprocess(boxes, scores, 0.05, 0.45, "diounms", beta or 0.6, input_hw=(320, 416),
+                         max_det=10**6) if beta is not None else \
+        postprocess(boxes, scores, 0.05, 0.45, "default", 0.6, input_hw=(320, 416), max_det=10**6)
+    ref = _darknet_nms(boxes[0], scores[0], 0.05, 0.45, beta, (416, 320))
+    expected = Detections(boxes[0, [i for _, i, _ in ref]].reshape(-1, 4),
+                          np.array([s for s, _, _ in ref], np.float32), np.array([k for _, _, k in ref]))
+    assert _as_set(det) == _as_set(expected)
+
+
+def test_diou_nms_reference_function():
+    rng = np.random.default_rng(7)
+    xy = rng.uniform(0, 1, (200, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(0.02, 0.3, (200, 2))], 1)
+    scores = rng.uniform(0, 1, 200)
+    for beta in (0.6, 1.0, None):
+        keep = diou_nms(boxes, scores, 0.45, beta)
+        assert keep.dtype == np.int64 and np.all(np.diff(scores[keep]) <= 0)
+        ref = _darknet_nms(boxes, scores[:, None], -1.0, 0.45, beta, (1, 1))
+        assert sorted(keep.tolist()) == sorted(i for _, i, _ in ref)
+    # groups = classes: equal to per-class runs
+    groups = rng.integers(0, 3, 200)
+    keep = diou_nms(boxes, scores, 0.45, 0.6, groups=groups)
+    per_class = sorted(int(np.flatnonzero(groups == g)[i]) for g in range(3)
+                       for i in diou_nms(boxes[groups == g], scores[groups == g], 0.45, 0.6))
+    assert sorted(keep.tolist()) == per_class
+    assert diou_nms(np.zeros((0, 4)), np.zeros(0)).shape == (0,)
+
+
+def test_fixed_point_handles_suppression_chains():
+    """A chain 0 -> 1 -> 2 -> 3 where each box overlaps only its neighbours: greedy keeps 0 and 2
+    (1 is suppressed by 0, so it cannot suppress 2; 3 is suppressed by 2)."""
+    boxes = np.array([[0, 0, 10, 10], [3, 0, 13, 10], [6, 0, 16, 10], [9, 0, 19, 10]], np.float64)
+    # neighbours: IoU 70/130 = .54; two apart: IoU 40/160 = .25; three apart: 10/190
+    scores = np.array([0.9, 0.8, 0.7, 0.6])
+    assert diou_nms(boxes, scores, 0.45, None).tolist() == [0, 2]
+    assert math.isclose(pairwise_diou(boxes[:1], boxes[1:2], None)[0, 0], 70 / 130)
+
+
+def test_batch_split_into_candidate_budget_passes_gives_the_same_result(monkeypatch):
+    boxes, scores = _random_batch(11, b=4, n=100, c=3)
+    whole = postprocess(boxes, scores, 0.1, 0.45, input_hw=(320, 416), max_det=10**6)
+    monkeypatch.setattr(pp, "CANDIDATE_BUDGET", 50)  # < one image's candidates: one pass per image
+    parts = postprocess(boxes, scores, 0.1, 0.45, input_hw=(320, 416), max_det=10**6)
+    assert len(parts) == 4 and sum(len(d) for d in parts) > 0
+    assert [_as_set(d) for d in parts] == [_as_set(d) for d in whole]

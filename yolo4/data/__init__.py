@@ -1,0 +1,25 @@
+"""Datasets, class names and image IO. Torch-free, Python 3.8.
+
+- :func:`load_dataset` (YOLO txt, COCO json, Pascal VOC xml -> :class:`DatasetSplit`)
+- :func:`load_names` (darknet ``.names`` files)
+- :func:`imread`, :func:`image_size` (``HxWx3 uint8`` BGR; header-only size)
+"""
+
+from .datasets import (
+    FORMATS,
+    KNOWN_DATASETS,
+    DatasetConfig,
+    dataset_config,
+    label_path,
+    load_dataset,
+    read_dataset_yaml,
+)
+from .images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, image_size, imread, is_image_file, is_video_file
+from .names import load_names
+from .records import DatasetSplit, ImageRecord
+
+__all__ = [
+    "FORMATS", "KNOWN_DATASETS", "DatasetConfig", "dataset_config", "label_path", "load_dataset",
+    "read_dataset_yaml", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "image_size", "imread", "is_image_file",
+    "is_video_file", "load_names", "DatasetSplit", "ImageRecord",
+]
