@@ -1,0 +1,175 @@
+"""yolo4.model: darknet cfg -> torch module, darknet .weights IO, checkpoints (torch).
+
+Public API::
+
+    load_darknet(cfg, weights=None, names=None, num_classes=None) -> Darknet
+    load_weights(module, path, upto=None)
+    save_darknet_weights(module, path) -> Path
+    save_cfg(module, path) -> Path
+    load_checkpoint(path) -> Darknet
+    parse_cfg(source) -> [Section] ; write_cfg(sections) -> str
+"""
+
+import os
+from pathlib import Path
+from typing import List, Optional, Sequence, Union
+
+from yolo4.errors import AssetError, CfgError, DataError, WeightsError
+from yolo4.model.cfg import Section, build_specs, parse_cfg, read_cfg_text, rehead_cfg_text, write_cfg
+from yolo4.model.darknet import Darknet
+from yolo4.model.layers import YoloLayer
+from yolo4.model.weights import (
+    assign_arrays,
+    atomic_write_bytes,
+    load_weights,
+    read_darknet_weights,
+    save_darknet_weights,
+    weights_file_size,
+)
+
+__all__ = ["Darknet", "YoloLayer", "Section", "load_darknet", "load_weights", "save_darknet_weights",
+           "save_cfg", "load_checkpoint", "parse_cfg", "write_cfg", "build_specs", "weights_file_size",
+           "CHECKPOINT_FORMAT"]
+
+#: ``format`` value of yolo4 training checkpoints (see spec: torch.save dict, weights_only loadable)
+CHECKPOINT_FORMAT = "yolo4-checkpoint"
+
+NamesArg = Union[None, str, "os.PathLike[str]", Sequence[str]]
+
+
+def _resolve(kind: str, source) -> str:
+    """A path for ``source``: an existing path as is, else a known asset name via yolo4.assets."""
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"{kind} must be a path or a known name, got {type(source).__name__!r}")
+    p = os.fspath(source)
+    if os.path.exists(p):
+        return p
+    err = CfgError if kind == "cfg" else WeightsError
+    if not isinstance(source, str) or "/" in p or os.sep in p or os.path.splitext(p)[1]:
+        raise err(f"{kind} file not found", p)  # a path, not a model name
+    try:
+        from yolo4 import assets
+    except ImportError:
+        raise err("file not found", p) from None
+    fn = assets.resolve_cfg if kind == "cfg" else assets.resolve_weights
+    try:
+        return os.fspath(fn(p))
+    except AssetError:
+        raise
+    except OSError as e:  # pragma: no cover - resolver should raise AssetError
+        raise err(f"file not found ({e})", p) from None
+
+
+def _load_names(names: NamesArg) -> Optional[List[str]]:
+    if names is None:
+        return None
+    if isinstance(names, (str, os.PathLike)):
+        p = os.fspath(names)
+        if not os.path.exists(p):
+            from yolo4.assets import resolve_names
+
+            p = os.fspath(resolve_names(p))
+        try:
+            from yolo4.data.names import load_names
+        except ImportError:  # pragma: no cover - data helper not installed
+            with open(p, encoding="utf-8") as f:
+                return [ln.strip() for ln in f if ln.strip()]
+        return list(load_names(p))
+    return [str(n) for n in names]
+
+
+def load_darknet(cfg: Union[str, "os.PathLike[str]"], weights: Optional[Union[str, "os.PathLike[str]"]] = None,
+                 names: NamesArg = None, num_classes: Optional[int] = None) -> Darknet:
+    """Build a :class:`Darknet` from a cfg and optionally load darknet .weights; eval mode.
+
+    Args:
+        cfg: cfg path or known model name (``"yolov4-tiny"``, resolved by ``yolo4.assets.resolve_cfg``).
+        weights: .weights path or known name (``yolo4.assets.resolve_weights``), or None (random
+            init: torch defaults, head convs with the priors of :meth:`Darknet.init_heads`).
+        names: class names (list), a names file, or a known names asset (``"coco"``); None = unknown.
+        num_classes: re-head for this many classes: every ``[yolo]`` gets ``classes=num_classes``
+            and the conv before it ``filters=(num_classes+5)*len(mask)``; all other layers load
+            from ``weights`` (read against the ORIGINAL cfg), the head convs get a fresh init
+            (weights N(0, 0.01); bias: box 0, objectness log(8/cells), classes log(0.6/(C−0.99))).
+            ``module.cfg_text`` is the re-headed cfg (comments kept). None or equal to the cfg's
+            classes = no re-head.
+
+    Returns:
+        the module, eval mode, float32 on the CPU.
+
+    Raises:
+        CfgError: bad cfg (file and line). WeightsError: weights missing or of the wrong size.
+        AssetError: unknown model name / unavailable asset. DataError: names length != classes.
+    """
+    cfg_path = _resolve("cfg", cfg)
+    text, path = read_cfg_text(Path(cfg_path))
+    orig_sections = parse_cfg(text, path=path)
+    _, orig_specs = build_specs(orig_sections)
+    heads: List[int] = []
+    orig_classes = next(sp.classes for sp in orig_specs if sp.type == "yolo")
+    rehead = num_classes is not None and (
+        int(num_classes) != orig_classes or
+        len({sp.classes for sp in orig_specs if sp.type == "yolo"}) > 1)
+    if rehead:
+        text, heads = rehead_cfg_text(text, int(num_classes), path=path)
+    model = Darknet(text, path=path, init=weights is None)
+    name_list = _load_names(names)
+    if name_list is not None and len(name_list) != model.num_classes:
+        where = os.fspath(names) if isinstance(names, (str, os.PathLike)) else None
+        raise DataError(f"{len(name_list)} class names given for a {model.num_classes}-class model "
+                        f"(cfg classes={model.num_classes})", where)
+    model.names = name_list
+    if weights is not None:
+        wpath = _resolve("weights", weights)
+        header, arrays = read_darknet_weights(wpath, orig_specs)
+        assign_arrays(model, arrays, skip=heads, path=wpath)
+        model.darknet_header = header
+        if heads:
+            model.init_heads(heads)
+    return model.eval()
+
+
+def save_cfg(module: Darknet, path: Union[str, "os.PathLike[str]"]) -> Path:
+    """Write ``module.cfg_text`` (re-headed cfgs carry their new classes/filters) atomically."""
+    text = module.cfg_text if module.cfg_text.endswith("\n") else module.cfg_text + "\n"
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def load_checkpoint(path: Union[str, "os.PathLike[str]"]) -> Darknet:
+    """Load a yolo4 training checkpoint (the trainer's ``.pt``) as an eval-mode :class:`Darknet`.
+
+    The file is a ``torch.save`` dict loadable with ``torch.load(weights_only=True)``:
+    ``{"format": "yolo4-checkpoint", "version": 1, "cfg_text": str, "names": [str], "model":
+    state_dict (EMA weights when EMA was used), ...}``. ``names`` are set on the module.
+
+    Raises:
+        WeightsError: missing/unreadable file, not a yolo4 checkpoint, or a state dict that does not
+            fit its cfg. CfgError: the embedded cfg is invalid.
+    """
+    import torch
+
+    p = os.fspath(path)
+    if not os.path.isfile(p):
+        raise WeightsError("checkpoint file not found", p)
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a corrupt/foreign file
+        raise WeightsError(f"cannot read checkpoint ({str(e).splitlines()[0][:200]})", p) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise WeightsError(f"not a yolo4 checkpoint (no format={CHECKPOINT_FORMAT!r})", p)
+    for k in ("cfg_text", "model"):
+        if k not in ckpt:
+            raise WeightsError(f"checkpoint lacks {k!r}", p)
+    model = Darknet(ckpt["cfg_text"], path=p, init=False)
+    try:
+        model.load_state_dict(ckpt["model"], strict=True)
+    except RuntimeError as e:
+        raise WeightsError(f"state dict does not match the checkpoint's cfg: {str(e).splitlines()[0][:300]}",
+                           p) from None
+    names = ckpt.get("names")
+    if names is not None:
+        names = [str(n) for n in names]
+        if len(names) != model.num_classes:
+            raise WeightsError(f"{len(names)} names for a {model.num_classes}-class model", p)
+    model.names = names
+    return model.eval()

@@ -1,0 +1,291 @@
+"""Torch modules for the darknet layer types (plain Conv2d + BatchNorm2d + activation).
+
+Every module takes and returns float tensors ``[B, C, H, W]`` (NCHW). They mirror AlexeyAB darknet:
+``src/convolutional_layer.c``, ``src/activations.c``, ``src/route_layer.c``, ``src/shortcut_layer.c``,
+``src/maxpool_layer.c``, ``src/upsample_layer.c``, ``src/dropout_layer.c``, ``src/yolo_layer.c``.
+They are built from the typed specs of :mod:`yolo4.model.cfg` and stay traceable by
+``torch.onnx.export`` (legacy exporter, opset 12..18) with a dynamic batch dimension.
+"""
+
+import math
+import warnings
+from typing import List, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from yolo4.model.cfg import (
+    ConvSpec,
+    DropoutSpec,
+    MaxPoolSpec,
+    RouteSpec,
+    ShortcutSpec,
+    UpsampleSpec,
+    YoloSpec,
+)
+
+__all__ = ["make_activation", "ConvBlock", "Route", "Shortcut", "MaxPoolDarknet", "Upsample", "Dropout",
+           "YoloLayer", "BN_EPS", "BN_MOMENTUM", "static_shape", "yolo_bias_priors"]
+
+#: darknet's batch-norm epsilon (``src/blas.c`` normalize_cpu, ``fuse_conv_batchnorm``: ``+ .00001f``).
+BN_EPS = 1e-5
+#: darknet's rolling statistics update ``rolling = .99 * rolling + .01 * batch`` (torch momentum 0.01).
+BN_MOMENTUM = 0.01
+
+
+def static_shape(t: torch.Tensor) -> Tuple[int, ...]:
+    """``t.shape`` as Python ints; under ONNX tracing they become constants, without the TracerWarning
+    (only the batch dimension is dynamic, and no code here derives anything from it)."""
+    if torch.jit.is_tracing():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            return tuple(int(d) for d in t.shape)
+    return tuple(int(d) for d in t.shape)
+
+
+def make_activation(name: str) -> nn.Module:
+    """The torch module for a darknet activation name (``src/activations.h`` formulas).
+
+    leaky: slope 0.1; mish: x*tanh(softplus(x)); swish: x*sigmoid(x); logistic: sigmoid;
+    gelu: darknet's tanh approximation; linear: identity. Raises ValueError for other names
+    (the cfg validation already rejected them with a CfgError).
+    """
+    if name == "linear":
+        return nn.Identity()
+    if name == "leaky":
+        return nn.LeakyReLU(0.1)
+    if name == "mish":
+        return nn.Mish()
+    if name == "swish":
+        return nn.SiLU()
+    if name == "logistic":
+        return nn.Sigmoid()
+    if name == "relu":
+        return nn.ReLU()
+    if name == "relu6":
+        return nn.ReLU6()
+    if name == "tanh":
+        return nn.Tanh()
+    if name == "elu":
+        return nn.ELU()
+    if name == "selu":
+        return nn.SELU()
+    if name == "gelu":
+        return nn.GELU(approximate="tanh")
+    raise ValueError(f"unsupported activation {name!r}")
+
+
+class ConvBlock(nn.Module):
+    """``[convolutional]``: ``conv`` (Conv2d, bias only without BN) -> ``bn`` (BatchNorm2d, eps 1e-5,
+    momentum 0.01, only with ``batch_normalize=1``) -> ``act``.
+
+    Attributes ``conv``, ``bn`` (None without BN), ``act``; ``spec`` is the :class:`ConvSpec`.
+    ``init=False`` leaves the conv parameters uninitialized (they are about to be loaded).
+    """
+
+    def __init__(self, spec: ConvSpec, init: bool = True) -> None:
+        super().__init__()
+        self.spec = spec
+        args = (spec.in_channels, spec.filters, spec.size, spec.conv_stride, spec.padding)
+        kw = dict(dilation=spec.dilation, groups=spec.groups, bias=not spec.batch_normalize)
+        # init=False: uninitialized memory, for modules whose weights are loaded right away
+        self.conv = nn.Conv2d(*args, **kw) if init else torch.nn.utils.skip_init(nn.Conv2d, *args, **kw)
+        self.bn = nn.BatchNorm2d(spec.filters, eps=BN_EPS, momentum=BN_MOMENTUM) if spec.batch_normalize else None
+        self.act = make_activation(spec.activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x)
+        return self.act(x)
+
+
+class Route(nn.Module):
+    """``[route]``: channel concat of the listed layers' outputs; with ``groups`` > 1 each input
+    contributes its channel slice ``group_id`` (darknet ``route_layer.c``)."""
+
+    def __init__(self, spec: RouteSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.groups, self.group_id = spec.groups, spec.group_id
+
+    def forward(self, inputs: List[torch.Tensor]) -> torch.Tensor:
+        if self.groups > 1:
+            parts = []
+            for t in inputs:
+                n = static_shape(t)[1] // self.groups
+                parts.append(t[:, n * self.group_id:n * (self.group_id + 1)])
+            inputs = parts
+        return inputs[0] if len(inputs) == 1 else torch.cat(inputs, 1)
+
+
+class Shortcut(nn.Module):
+    """``[shortcut]``: ``act(x + sum(from outputs))`` (darknet ``shortcut_layer.c``, same shapes)."""
+
+    def __init__(self, spec: ShortcutSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.act = make_activation(spec.activation)
+
+    def forward(self, x: torch.Tensor, others: List[torch.Tensor]) -> torch.Tensor:
+        for t in others:
+            x = x + t
+        return self.act(x)
+
+
+class MaxPoolDarknet(nn.Module):
+    """``[maxpool]`` with darknet padding: ``padding`` (default size-1) split ``padding // 2`` before
+    and the rest after, padded cells never win (-inf); out = (in + padding - size) // stride + 1
+    (darknet ``maxpool_layer.c``).
+
+    Exported as a plain MaxPool where possible (symmetric padding, or a trailing pad no window
+    reaches); the stride-1 even-size case (yolov3-tiny's ``size=2 stride=1``) as MaxPool with the
+    larger symmetric padding then a Slice; anything else as Pad(-inf) + MaxPool.
+    """
+
+    def __init__(self, spec: MaxPoolSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.size, self.stride, self.padding = spec.size, spec.pool_stride, spec.padding
+
+    def _out(self, n: int) -> int:
+        return (n + self.padding - self.size) // self.stride + 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, s = self.size, self.stride
+        before = self.padding // 2
+        h, w = static_shape(x)[2:]
+        oh, ow = self._out(h), self._out(w)
+        # trailing pad actually reached by the last window
+        after_h = max(0, (oh - 1) * s + k - before - h)
+        after_w = max(0, (ow - 1) * s + k - before - w)
+        if after_h == before and after_w == before and before <= k // 2:
+            return F.max_pool2d(x, k, s, before)
+        if s == 1 and max(after_h, after_w) <= k // 2 and before <= max(after_h, after_w):
+            p = max(after_h, after_w, before)
+            y = F.max_pool2d(x, k, 1, p)
+            d = p - before
+            return y[:, :, d:d + oh, d:d + ow]
+        x = F.pad(x, (before, after_w, before, after_h), value=float("-inf"))
+        return F.max_pool2d(x, k, s)
+
+
+class Upsample(nn.Module):
+    """``[upsample]``: nearest-neighbour ×``factor`` (then ×``scale`` when not 1)."""
+
+    def __init__(self, spec: UpsampleSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.factor, self.scale = spec.factor, spec.scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=float(self.factor), mode="nearest")
+        return x * self.scale if self.scale != 1.0 else x
+
+
+class Dropout(nn.Dropout):
+    """``[dropout]``: identity in eval, inverted dropout with ``probability`` in training."""
+
+    def __init__(self, spec: DropoutSpec) -> None:
+        super().__init__(spec.probability)
+        self.spec = spec
+
+
+class YoloLayer(nn.Module):
+    """``[yolo]`` head: holds the layer's options and decodes its raw input (darknet ``yolo_layer.c``).
+
+    Attributes (darknet names): ``anchors`` list of (w, h) input pixels for this layer's ``mask``;
+    ``all_anchors``; ``mask``; ``num_anchors`` (= len(mask)); ``num_classes``; ``stride`` (input
+    pixels per cell); ``scale_x_y``; ``new_coords``; ``nms_kind``; ``beta_nms``; ``iou_thresh``;
+    ``ignore_thresh``; ``truth_thresh``; ``iou_loss``; ``iou_thresh_kind``; ``iou_normalizer``;
+    ``cls_normalizer``; ``obj_normalizer``; ``delta_normalizer``; ``max_delta``;
+    ``objectness_smooth``; ``label_smooth_eps``; ``focal_loss``; ``jitter``; ``resize``; ``random``;
+    ``max_boxes``; ``index`` (darknet layer number); ``spec`` (:class:`YoloSpec`).
+    """
+
+    _FIELDS = ("scale_x_y", "new_coords", "nms_kind", "beta_nms", "iou_thresh", "ignore_thresh",
+               "truth_thresh", "iou_loss", "iou_thresh_kind", "iou_normalizer", "cls_normalizer",
+               "obj_normalizer", "delta_normalizer", "max_delta", "objectness_smooth", "label_smooth_eps",
+               "focal_loss", "jitter", "resize", "random", "max_boxes")
+
+    def __init__(self, spec: YoloSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.index = spec.index
+        self.num_classes = spec.classes
+        self.mask = list(spec.mask)
+        self.all_anchors = [tuple(a) for a in spec.anchors]
+        self.anchors: List[Tuple[float, float]] = [self.all_anchors[m] for m in self.mask]
+        self.num_anchors = len(self.mask)
+        self.stride = spec.stride
+        for f in self._FIELDS:
+            setattr(self, f, getattr(spec, f))
+        self.register_buffer("anchor_wh", torch.tensor(self.anchors, dtype=torch.float32).view(
+            1, self.num_anchors, 1, 1, 2), persistent=False)
+
+    @staticmethod
+    def _grid(h: int, w: int) -> torch.Tensor:
+        # numpy -> constant in a traced graph (no Range ops); [1, 1, h, w, 2] as (col, row)
+        gy, gx = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij")
+        grid = np.ascontiguousarray(np.stack((gx, gy), -1)[None, None])
+        if torch.jit.is_tracing():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                return torch.from_numpy(grid)
+        return torch.from_numpy(grid)
+
+    def forward(self, p: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Decode a raw head as darknet's ``forward_yolo_layer`` + ``get_yolo_box`` do.
+
+        Args:
+            p: float ``[B, A*(5+C), h, w]``, the output of the conv before this ``[yolo]``.
+
+        Returns:
+            ``boxes`` float ``[B, A*h*w, 4]`` (x1, y1, x2, y2) in input pixels and ``scores`` float
+            ``[B, A*h*w, C]`` = objectness × class probability; row order anchor, then row, then col.
+
+            Without ``new_coords``: cx = (sigmoid(tx)·sxy − (sxy−1)/2 + col)·stride,
+            w = exp(tw)·anchor_w, obj/cls = sigmoid. With ``new_coords=1`` (the conv is already
+            logistic): cx = (tx·sxy − (sxy−1)/2 + col)·stride, w = tw²·4·anchor_w, no further sigmoid.
+        """
+        A, C = self.num_anchors, self.num_classes
+        h, w = static_shape(p)[2:]
+        p = p.reshape(-1, A, C + 5, h, w).permute(0, 1, 3, 4, 2)  # [B, A, h, w, 5+C]
+        sxy = float(self.scale_x_y)
+        txy, twh, obj, cls = p[..., 0:2], p[..., 2:4], p[..., 4:5], p[..., 5:]
+        if self.new_coords:
+            xy = txy
+            wh = twh * twh * 4.0 * self.anchor_wh
+        else:
+            xy = torch.sigmoid(txy)
+            wh = torch.exp(twh) * self.anchor_wh
+            obj, cls = torch.sigmoid(obj), torch.sigmoid(cls)
+        if sxy != 1.0:
+            xy = xy * sxy - 0.5 * (sxy - 1.0)
+        xy = (xy + self._grid(h, w).to(p.device, p.dtype)) * float(self.stride)
+        half = wh * 0.5
+        boxes = torch.cat((xy - half, xy + half), -1).reshape(-1, A * h * w, 4)
+        scores = (obj * cls).reshape(-1, A * h * w, C)
+        return boxes, scores
+
+    def extra_repr(self) -> str:
+        return (f"classes={self.num_classes}, anchors={[tuple(round(v, 1) for v in a) for a in self.anchors]}, "
+                f"stride={self.stride}, scale_x_y={self.scale_x_y:g}, new_coords={self.new_coords}")
+
+
+def yolo_bias_priors(num_classes: int, num_anchors: int, cells: float) -> torch.Tensor:
+    """Initial biases for a fresh head conv: x, y, w, h 0; objectness log(8 / cells) (about 8 objects
+    per image, as ultralytics' ``_initialize_biases``); classes log(0.6 / (C − 0.99)).
+
+    Args:
+        cells: grid cells of the head at the cfg's input size (h/stride · w/stride).
+
+    Returns:
+        float32 ``[A*(5+C)]``, the conv's bias (pre-activation, valid for linear and logistic heads).
+    """
+    b = torch.zeros(num_anchors, 5 + num_classes)
+    b[:, 4] = math.log(8.0 / max(cells, 1.0))
+    b[:, 5:] = math.log(0.6 / (num_classes - 0.99))
+    return b.view(-1)

@@ -1,0 +1,199 @@
+"""Darknet ``.weights`` files: read, write (byte-exact), sizes (darknet ``src/parser.c``).
+
+Layout (little-endian): header ``int32 major, int32 minor, int32 revision``, then ``seen`` as
+``uint64`` when ``major*10 + minor >= 2`` (and both < 1000) else ``int32``; then, for each
+``[convolutional]`` in cfg order, float32 arrays: ``biases[n]``, and with ``batch_normalize=1``
+``scales[n], rolling_mean[n], rolling_variance[n]``; then ``weights[n * c/groups * size * size]``
+(the torch Conv2d layout ``[n, c/groups, k, k]``). No other layer type used here has weights.
+"""
+
+import os
+import struct
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from yolo4.errors import WeightsError
+from yolo4.model.cfg import ConvSpec, LayerSpec
+
+__all__ = ["header_size", "weights_file_size", "read_darknet_weights", "load_weights",
+           "save_darknet_weights", "atomic_write_bytes", "conv_arrays", "assign_arrays", "darknet_weights_bytes"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def header_size(major: int, minor: int) -> int:
+    """Bytes of the header: 20 with a 64-bit ``seen`` (major*10+minor >= 2), else 16."""
+    return 20 if _seen64(major, minor) else 16
+
+
+def _seen64(major: int, minor: int) -> bool:
+    return (major * 10 + minor) >= 2 and major < 1000 and minor < 1000
+
+
+def weights_file_size(specs: Sequence[LayerSpec], major: int = 0, minor: int = 2,
+                      upto: Optional[int] = None) -> int:
+    """Exact .weights size in bytes implied by a cfg's layer specs.
+
+    Args:
+        specs: ``build_specs(...)[1]``.
+        major, minor: header version (20-byte header for 0.2+, 16 bytes before).
+        upto: count only darknet layers ``< upto`` (partial files such as ``yolov4.conv.137``).
+    """
+    n = sum(sp.num_params() for sp in specs
+            if isinstance(sp, ConvSpec) and (upto is None or sp.index < upto))
+    return header_size(major, minor) + 4 * n
+
+
+def read_darknet_weights(path: PathLike, specs: Sequence[LayerSpec], upto: Optional[int] = None
+                         ) -> Tuple[Tuple[int, int, int, int], Dict[int, Dict[str, np.ndarray]]]:
+    """Read a .weights file against a cfg (darknet ``load_weights_upto``), checking its size first.
+
+    Args:
+        path: the .weights file.
+        specs: layer specs of the cfg the file was written for.
+        upto: read only darknet layers ``< upto`` (the file must then hold exactly those).
+
+    Returns:
+        ``(header, arrays)``: header ``(major, minor, revision, seen)``; arrays
+        ``{layer index: {"bias", ["scale", "mean", "var",] "weight"}}`` float32 numpy, weight shaped
+        ``[n, c/groups, k, k]``.
+
+    Raises:
+        WeightsError: missing/unreadable file, or a size other than the cfg implies (the message
+            gives expected and actual bytes).
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise WeightsError("cannot read weights file (%s)" % (e.strerror or e), path) from None
+    if len(data) < 12:
+        raise WeightsError(f"not a darknet weights file: {len(data)} bytes, shorter than the header", path)
+    major, minor, revision = struct.unpack_from("<3i", data, 0)
+    if _seen64(major, minor):
+        (seen,) = struct.unpack_from("<Q", data, 12) if len(data) >= 20 else (0,)
+    else:
+        (seen,) = struct.unpack_from("<i", data, 12) if len(data) >= 16 else (0,)
+    expected = weights_file_size(specs, major, minor, upto)
+    if len(data) != expected:
+        raise WeightsError(f"size mismatch with the cfg: expected {expected} bytes, got {len(data)} bytes "
+                           f"(header {major}.{minor}.{revision})", path)
+    floats = np.frombuffer(data, dtype="<f4", offset=header_size(major, minor))
+    arrays: Dict[int, Dict[str, np.ndarray]] = {}
+    pos = 0
+    for sp in specs:
+        if not isinstance(sp, ConvSpec) or (upto is not None and sp.index >= upto):
+            continue
+        n = sp.filters
+        rec: Dict[str, np.ndarray] = {}
+        keys = ("bias", "scale", "mean", "var") if sp.batch_normalize else ("bias",)
+        for k in keys:
+            rec[k] = floats[pos:pos + n].astype(np.float32)
+            pos += n
+        shape = (n, sp.in_channels // sp.groups, sp.size, sp.size)
+        cnt = int(np.prod(shape))
+        rec["weight"] = floats[pos:pos + cnt].astype(np.float32).reshape(shape)
+        pos += cnt
+        arrays[sp.index] = rec
+    return (major, minor, revision, int(seen)), arrays
+
+
+def conv_arrays(block) -> Dict[str, torch.Tensor]:
+    """The darknet records of a :class:`~yolo4.model.layers.ConvBlock` as torch tensors
+    (``bias``, ``scale``, ``mean``, ``var``, ``weight``; BN terms only with batch_normalize)."""
+    if block.bn is not None:
+        return {"bias": block.bn.bias, "scale": block.bn.weight, "mean": block.bn.running_mean,
+                "var": block.bn.running_var, "weight": block.conv.weight}
+    return {"bias": block.conv.bias, "weight": block.conv.weight}
+
+
+@torch.no_grad()
+def assign_arrays(module, arrays: Dict[int, Dict[str, np.ndarray]], skip: Sequence[int] = (),
+                  path: Optional[str] = None) -> List[int]:
+    """Copy darknet arrays into a Darknet module's conv layers; returns the layer indices loaded.
+
+    Raises:
+        WeightsError: an array's shape differs from the module's.
+    """
+    loaded = []
+    for idx, rec in arrays.items():
+        if idx in skip:
+            continue
+        block = module.layers[idx]
+        dst = conv_arrays(block)
+        for k, arr in rec.items():
+            t = dst[k]
+            if tuple(t.shape) != tuple(arr.shape):
+                raise WeightsError(f"layer {idx} {k}: weights have shape {tuple(arr.shape)}, model {tuple(t.shape)}", path)
+            t.copy_(torch.from_numpy(np.ascontiguousarray(arr)).to(t.dtype))
+        loaded.append(idx)
+    return loaded
+
+
+def load_weights(module, path: PathLike, upto: Optional[int] = None) -> None:
+    """Load a darknet .weights file into a :class:`~yolo4.model.darknet.Darknet` (in place).
+
+    Args:
+        module: the Darknet module (its cfg must be the one the file was written for).
+        path: .weights file.
+        upto: load only darknet layers ``< upto`` from a partial file (e.g. ``yolov4.conv.137`` with
+            ``upto=137``); the other layers keep their values.
+
+    Sets ``module.darknet_header`` to the file's ``(major, minor, revision, seen)``.
+
+    Raises:
+        WeightsError: missing file or a size that does not match the cfg (expected vs actual bytes).
+    """
+    header, arrays = read_darknet_weights(path, module.specs, upto)
+    assign_arrays(module, arrays, path=os.fspath(path))
+    module.darknet_header = header
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temp file in the same directory + ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+@torch.no_grad()
+def darknet_weights_bytes(module) -> bytes:
+    """The .weights file content of a Darknet module (header = ``module.darknet_header``)."""
+    major, minor, revision, seen = getattr(module, "darknet_header", (0, 2, 5, 0))
+    parts = [struct.pack("<3i", major, minor, revision)]
+    parts.append(struct.pack("<Q", int(seen)) if _seen64(major, minor) else struct.pack("<i", int(seen)))
+    for sp in module.specs:
+        if not isinstance(sp, ConvSpec):
+            continue
+        rec = conv_arrays(module.layers[sp.index])
+        keys = ("bias", "scale", "mean", "var", "weight") if sp.batch_normalize else ("bias", "weight")
+        for k in keys:
+            parts.append(rec[k].detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4").tobytes())
+    return b"".join(parts)
+
+
+def save_darknet_weights(module, path: PathLike) -> Path:
+    """Write a Darknet module as a darknet .weights file, atomically (darknet ``save_weights``).
+
+    The header is ``module.darknet_header`` (the values read by :func:`load_weights`, else
+    ``(0, 2, 5, 0)``), so load -> save reproduces a file byte for byte. Returns the path.
+    """
+    return atomic_write_bytes(path, darknet_weights_bytes(module))
