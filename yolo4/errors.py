@@ -5,8 +5,8 @@ image, a bad label) is raised as a :class:`Yolo4Error` subclass whose message is
 the file (and line). The CLI prints ``error: <message>`` and exits with status 2, no traceback.
 """
 
-from typing import Optional, Union
 import os
+from typing import Optional, Union
 
 
 class Yolo4Error(Exception):
