@@ -8,7 +8,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .errors import Yolo4Error
 
@@ -215,35 +215,6 @@ def _atomic_imwrite(path: Path, image) -> None:
         raise
 
 
-def predict_split(split, backend, conf: float = 0.001, iou: float = 0.45, max_det: int = 300,
-                  batch: int = 8, progress: bool = True, log=print) -> Dict[int, Any]:
-    """Run a backend over every image of a DatasetSplit; returns {image_id: Detections (orig px)}."""
-    from .data.images import imread
-    from .errors import ImageReadError
-    from .runtime.detector import Detector
-
-    detector = Detector(backend, conf=conf, iou=iou, max_det=max_det)
-    preds: Dict[int, Any] = {}
-    recs = list(split.records)
-    chunks: Iterable = range(0, len(recs), batch)
-    if progress:
-        from tqdm import tqdm
-        chunks = tqdm(chunks, desc="eval", unit="batch", leave=False)
-    for i in chunks:
-        group, images = [], []
-        for r in recs[i:i + batch]:
-            try:
-                images.append(imread(r.path))
-                group.append(r)
-            except ImageReadError as e:
-                log("warning: skipped %s" % e)
-        if not images:
-            continue
-        for r, det in zip(group, detector.detect(images)):
-            preds[r.image_id] = det
-    return preds
-
-
 def run_eval(data: str, backend, conf: float = 0.001, iou: float = 0.45, max_det: int = 300,
              batch: int = 8, split: str = "val", save_json: Optional[str] = None,
              progress: bool = True, log=print) -> Dict[str, Any]:
@@ -252,7 +223,8 @@ def run_eval(data: str, backend, conf: float = 0.001, iou: float = 0.45, max_det
     Returns the metrics dict ``{"map50_95", "map50", ...}``; also written to ``save_json``.
     """
     from .data.datasets import load_dataset
-    from .runtime.coco_eval import evaluate
+    from .runtime.coco_eval import evaluate, predict_split
+    from .runtime.detector import Detector
 
     ds = load_dataset(data, split)
     for w in ds.warnings[:20]:
@@ -262,8 +234,8 @@ def run_eval(data: str, backend, conf: float = 0.001, iou: float = 0.45, max_det
     if len(ds.names) != len(backend.info.names):
         raise Yolo4Error("dataset %s has %d classes but the model has %d"
                          % (data, len(ds.names), len(backend.info.names)))
-    preds = predict_split(ds, backend, conf=conf, iou=iou, max_det=max_det, batch=batch,
-                          progress=progress, log=log)
+    detector = Detector(backend, conf=conf, iou=iou, max_det=max_det, batch_size=batch)
+    preds = predict_split(detector, ds, batch_size=batch, progress=progress, log=log)
     metrics = dict(evaluate(ds, preds))
     metrics.update({"data": str(data), "split": split, "conf": conf, "iou": iou,
                     "input_hw": list(backend.info.input_hw)})

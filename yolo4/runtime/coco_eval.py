@@ -9,14 +9,14 @@ Python 3.8, torch-free.
 
 import contextlib
 import io
-from typing import Dict, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Union
 
 import numpy as np
 
 from ..data.records import DatasetSplit
 from .postprocess import Detections
 
-__all__ = ["evaluate", "METRIC_KEYS"]
+__all__ = ["evaluate", "predict_split", "METRIC_KEYS"]
 
 #: keys of :func:`evaluate`'s result taken from ``COCOeval.stats[0:6]``, in that order
 METRIC_KEYS = ("map50_95", "map50", "map75", "map_small", "map_medium", "map_large")
@@ -93,3 +93,40 @@ def evaluate(split: DatasetSplit, predictions: Mapping[int, Detections],
     result["num_images"] = len(ids)
     result["num_detections"] = len(dt_anns)
     return result
+
+
+def predict_split(detector: Any, split: DatasetSplit, batch_size: int = 8, progress: bool = False,
+                  log: Callable[[str], Any] = print) -> Dict[int, Detections]:
+    """Run a :class:`~yolo4.runtime.detector.Detector` over every image of a split, for :func:`evaluate`.
+
+    Args:
+        detector: the Detector (backend + thresholds) to evaluate.
+        split: the images (``records[i].path``, ``image_id``).
+        batch_size: images read and detected per call.
+        progress: show a tqdm bar (batches).
+        log: receives a one-line warning for every unreadable image, which is skipped.
+
+    Returns:
+        ``{image_id: Detections}`` with boxes x1, y1, x2, y2 float32 in original-image pixels.
+    """
+    from ..data.images import imread
+    from ..errors import ImageReadError
+
+    records = list(split.records)
+    starts = range(0, len(records), max(1, int(batch_size)))
+    if progress:
+        from tqdm import tqdm
+        starts = tqdm(starts, desc="eval", unit="batch", leave=False)
+    preds: Dict[int, Detections] = {}
+    for s in starts:
+        group, images = [], []
+        for r in records[s:s + batch_size]:
+            try:
+                images.append(imread(r.path))
+                group.append(r)
+            except ImageReadError as e:
+                log("warning: skipped %s" % e)
+        if images:
+            for r, det in zip(group, detector.detect(images)):
+                preds[r.image_id] = det
+    return preds
