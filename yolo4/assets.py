@@ -39,7 +39,6 @@ import http.client
 import json
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from pathlib import Path
 from typing import Dict, Iterable, Mapping, Optional, Tuple, Union
 
 from .errors import AssetError
+from .fileio import atomic_write_text, sibling_temp
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -221,14 +221,7 @@ def _save_persistent_memo(key: Tuple[str, int, int], digests: Mapping[str, str])
         data = _load_persistent_memo()
         data[key[0]] = dict(digests, mtime_ns=key[1], size=key[2])
         os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix="." + _MEMO_FILE + ".", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=0, sort_keys=True)
-            os.replace(tmp, os.path.join(directory, _MEMO_FILE))
-        except BaseException:
-            _unlink_quietly(tmp)
-            raise
+        atomic_write_text(os.path.join(directory, _MEMO_FILE), json.dumps(data, indent=0, sort_keys=True))
     except OSError:
         pass
 
@@ -368,8 +361,8 @@ def download(url: str, dest: PathLike, sha256: Optional[str] = None, expected_si
     hashers = {a: hashlib.new(a) for a in sorted(set(want) | {"sha256"})}
     try:
         dest_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix="." + dest_path.name + ".", suffix=".part",
-                                   dir=str(dest_path.parent))
+        tmp = str(sibling_temp(dest_path, ".part"))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as e:
         raise AssetError(f"cannot write to the download folder ({e.strerror or e})",
                          dest_path.parent) from None

@@ -5,12 +5,11 @@ torch and onnx are imported only when the chosen model form needs them.
 """
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .errors import Yolo4Error
+from .fileio import atomic_write_bytes, atomic_write_text
 
 BACKENDS = ("onnxruntime", "torch")
 
@@ -101,21 +100,6 @@ def open_backend(backend: str = "onnxruntime", cfg: Optional[str] = None, weight
     return be
 
 
-def atomic_write_text(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file in the same folder and os.replace."""
-    path = os.path.abspath(path)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def detections_to_json(det, names: Sequence[str]) -> List[Dict[str, Any]]:
     """Detections (original-image pixels) -> the ``--save-json`` list of dicts."""
     out = []
@@ -204,15 +188,7 @@ def _atomic_imwrite(path: Path, image) -> None:
     ok, buf = cv2.imencode(path.suffix or ".jpg", image)
     if not ok:
         raise Yolo4Error("cannot encode image for writing", path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, buf.tobytes())
 
 
 def run_eval(data: str, backend, conf: float = 0.001, iou: float = 0.45, max_det: int = 300,

@@ -50,6 +50,7 @@ import torch
 
 from .. import __version__
 from ..errors import ModelFileError, Yolo4Error
+from ..fileio import sibling_temp
 from .graph import MISH_MIN_OPSET, fuse_mish, has_mish_decomposition, op_counts
 
 logger = logging.getLogger(__name__)
@@ -440,10 +441,9 @@ def _set_metadata(model: onnx.ModelProto, meta: Dict[str, str]) -> None:
 
 def _atomic_write(data: bytes, output: Path) -> Tuple[Path, "callable"]:
     """Write ``data`` to a temporary file beside ``output``; return (tmp path, commit function)."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + output.name + ".", suffix=".tmp", dir=str(output.parent))
+    tmp = sibling_temp(output)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -9,7 +9,6 @@ Layout (little-endian): header ``int32 major, int32 minor, int32 revision``, the
 
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from yolo4.errors import WeightsError
+from yolo4.fileio import atomic_write_bytes
 from yolo4.model.cfg import ConvSpec, LayerSpec
 
 __all__ = ["header_size", "weights_file_size", "read_darknet_weights", "load_weights",
@@ -152,26 +152,6 @@ def load_weights(module, path: PathLike, upto: Optional[int] = None) -> None:
     header, arrays = read_darknet_weights(path, module.specs, upto)
     assign_arrays(module, arrays, path=os.fspath(path))
     module.darknet_header = header
-
-
-def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temp file in the same directory + ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
 
 
 @torch.no_grad()

@@ -1,0 +1,247 @@
+"""Trainer: darknet anchor assignment, ignore rule, IoU family, loss gradients, overfitting."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from yolo4.trainer.assign import HeadSpec, assign, assign_layer, wh_iou
+from yolo4.trainer.loss import YoloLoss, bbox_iou, decode_layer
+
+torch.set_num_threads(2)
+
+# yolov4-tiny.cfg: anchors shared by both [yolo]; masks 3,4,5 (stride 32) and 1,2,3 (stride 16)
+TINY_ANCHORS = [(10, 14), (23, 27), (37, 58), (81, 82), (135, 169), (344, 319)]
+# yolov4.cfg: 9 anchors, masks 0,1,2 (stride 8), 3,4,5 (16), 6,7,8 (32), iou_thresh=0.213
+V4_ANCHORS = [(12, 16), (19, 36), (40, 28), (36, 75), (76, 55), (72, 146), (142, 110), (192, 243), (459, 401)]
+
+
+def tiny_specs(num_classes=2, **kw):
+    common = dict(num_classes=num_classes, scale_x_y=1.0, iou_loss="ciou", iou_normalizer=0.07,
+                  ignore_thresh=0.7)
+    common.update(kw)
+    return [HeadSpec(TINY_ANCHORS, [3, 4, 5], 32, **common), HeadSpec(TINY_ANCHORS, [1, 2, 3], 16, **common)]
+
+
+def v4_specs(iou_thresh=0.213):
+    return [HeadSpec(V4_ANCHORS, [0, 1, 2], 8, 3, iou_thresh=iou_thresh),
+            HeadSpec(V4_ANCHORS, [3, 4, 5], 16, 3, iou_thresh=iou_thresh),
+            HeadSpec(V4_ANCHORS, [6, 7, 8], 32, 3, iou_thresh=iou_thresh)]
+
+
+def pairs(lt):
+    return sorted(zip(lt.t.tolist(), lt.b.tolist(), lt.a.tolist(), lt.gj.tolist(), lt.gi.tolist()))
+
+
+def test_wh_iou_is_centred_box_iou():
+    # (0,0,4,2) vs (0,0,2,4): intersection 2x2=4, union 8+8-4=12
+    got = wh_iou(torch.tensor([[4.0, 2.0]]), torch.tensor([[2.0, 4.0], [4.0, 2.0]]))
+    assert torch.allclose(got, torch.tensor([[4 / 12, 1.0]]))
+
+
+def test_truth_matching_one_anchor_lands_in_its_layer_cell_and_slot():
+    specs = tiny_specs()
+    # image 0: a 130x165 box centred at (100, 40) best matches anchor 4 (135,169): layer 0 (mask 3,4,5),
+    # slot 1, cell (floor(40/32), floor(100/32)) = (1, 3). image 1: a 22x26 box at (70, 150) best matches
+    # anchor 1 (23,27): layer 1 (mask 1,2,3), slot 0, cell (floor(150/16), floor(70/16)) = (9, 4).
+    targets = torch.tensor([[0, 1, 100.0, 40.0, 130.0, 165.0],
+                            [1, 0, 70.0, 150.0, 22.0, 26.0]])
+    l0, l1 = assign(targets, specs, [(5, 5), (10, 10)])
+    assert pairs(l0) == [(0, 0, 1, 1, 3)]
+    assert pairs(l1) == [(1, 1, 0, 9, 4)]
+
+
+def test_anchor_shared_by_two_masks_and_unused_anchor():
+    specs = tiny_specs()
+    # 80x80 best matches anchor 3 (81,82), in both masks: layer 0 slot 0 and layer 1 slot 2.
+    # 10x14 best matches anchor 0, in no mask: no positive anywhere (darknet yolov4-tiny behaviour).
+    targets = torch.tensor([[0, 0, 50.0, 70.0, 80.0, 80.0],
+                            [0, 1, 20.0, 20.0, 10.0, 14.0]])
+    l0, l1 = assign(targets, specs, [(5, 5), (10, 10)])
+    assert pairs(l0) == [(0, 0, 0, 2, 1)]
+    assert pairs(l1) == [(0, 0, 2, 4, 3)]
+
+
+def test_iou_thresh_assigns_every_anchor_above_threshold():
+    # truth 40x40; centred IoU with the yolov4 anchors (hand-computed):
+    #   (12,16) 192/1600=.12  (19,36) 684/1600=.4275  (40,28) 1120/1600=.70 (best)
+    #   (36,75) 1440/2860=.503  (76,55) 1600/4180=.383  (72,146) 1600/10512=.152  larger ones < .05
+    targets = torch.tensor([[0, 2, 100.0, 60.0, 40.0, 40.0]])
+    grids = [(32, 32), (16, 16), (8, 8)]
+    l8, l16, l32 = assign(targets, v4_specs(0.213), grids)
+    assert sorted(l8.a.tolist()) == [1, 2]          # anchors 1 (.43) and 2 (best)
+    assert sorted(l16.a.tolist()) == [0, 1]         # anchors 3 (.50) and 4 (.38); 5 (.15) is below
+    assert l32.a.numel() == 0
+    assert set(l8.gj.tolist()) == {60 // 8} and set(l8.gi.tolist()) == {100 // 8}
+    assert set(l16.gj.tolist()) == {60 // 16} and set(l16.gi.tolist()) == {100 // 16}
+    # iou_thresh=1 (the default, yolov4-tiny): only the best anchor
+    l8, l16, l32 = assign(targets, v4_specs(1.0), grids)
+    assert l8.a.tolist() == [2] and l16.a.numel() == 0 and l32.a.numel() == 0
+
+
+def test_cell_of_a_truth_on_the_right_edge_is_clamped():
+    spec = tiny_specs()[0]
+    lt = assign_layer(torch.tensor([[0, 0, 160.0, 160.0, 130.0, 165.0]]), spec, (5, 5))
+    assert lt.gi.tolist() == [4] and lt.gj.tolist() == [4]
+
+
+def test_ciou_of_identical_boxes_is_one():
+    b = torch.tensor([[10.0, 20.0, 30.0, 40.0], [5.0, 5.0, 1.0, 3.0]])
+    for kind in ("iou", "giou", "diou", "ciou"):
+        assert torch.allclose(bbox_iou(b, b, kind), torch.ones(2), atol=1e-6), kind
+
+
+def test_iou_family_on_hand_computed_boxes():
+    a = torch.tensor([0.0, 0.0, 2.0, 2.0])
+    # shifted by 1 along x, same shape: inter 1x2=2, union 6 -> IoU 1/3; enclosing 3x2 -> c^2=13, d^2=1;
+    # GIoU = 1/3 - (6-6)/6; equal aspect ratios -> v = 0 -> CIoU = DIoU
+    b = torch.tensor([1.0, 0.0, 2.0, 2.0])
+    assert bbox_iou(a, b, "iou").item() == pytest.approx(1 / 3, abs=1e-6)
+    assert bbox_iou(a, b, "giou").item() == pytest.approx(1 / 3, abs=1e-6)
+    assert bbox_iou(a, b, "diou").item() == pytest.approx(1 / 3 - 1 / 13, abs=1e-6)
+    assert bbox_iou(a, b, "ciou").item() == pytest.approx(1 / 3 - 1 / 13, abs=1e-6)
+    # same centre, 2x2 vs 4x2: IoU 4/8; d = 0; v = 4/pi^2 (atan(4/2) - atan(2/2))^2, alpha = v/(1-IoU+v)
+    c = torch.tensor([0.0, 0.0, 4.0, 2.0])
+    v = 4 / math.pi ** 2 * (math.atan(2.0) - math.atan(1.0)) ** 2
+    alpha = v / (0.5 + v)
+    assert bbox_iou(a, c, "ciou").item() == pytest.approx(0.5 - alpha * v, abs=1e-6)
+    # disjoint boxes: IoU 0; GIoU = -(enclosing - union)/enclosing; (0,0,2,2) vs (4,0,2,2): C = 6x2=12, U=8
+    d = torch.tensor([4.0, 0.0, 2.0, 2.0])
+    assert bbox_iou(a, d, "iou").item() == pytest.approx(0.0, abs=1e-6)
+    assert bbox_iou(a, d, "giou").item() == pytest.approx(-4 / 12, abs=1e-6)
+
+
+def _logit(p):
+    return math.log(p / (1 - p))
+
+
+def test_ignore_rule_and_objectness_gradients():
+    """A non-responsible prediction that already covers a truth (IoU > ignore_thresh) gets no
+    objectness gradient; other negatives get d/dlogit = sigmoid(logit) / B (darknet delta 0 - p);
+    the responsible one gets sigmoid - 1 < 0."""
+    spec = tiny_specs(num_classes=1)[1]                # stride 16, mask 1,2,3 -> anchors 23x27, 37x58, 81x82
+    B, A, C, H, W = 1, 3, 1, 4, 4
+    raw = torch.zeros(B, A * (5 + C), H, W)
+    # truth 37x58 centred on cell (2, 2)'s centre (40, 40): responsible = slot 1 (anchor 37x58)
+    targets = torch.tensor([[0, 0, 40.0, 40.0, 37.0, 58.0]])
+    # slot 0 at the same cell predicts exactly the truth: sigmoid(0)=.5 -> centre 40; w = 23 e^tw = 37
+    raw[0, 0 * 6 + 2, 2, 2] = math.log(37 / 23)
+    raw[0, 0 * 6 + 3, 2, 2] = math.log(58 / 27)
+    raw = raw.requires_grad_(True)
+    loss, items = YoloLoss([spec])([raw], targets)
+    loss.backward()
+    g = raw.grad.view(B, A, 6, H, W)[0, :, 4]          # objectness gradients [A, H, W]
+    assert g[0, 2, 2].item() == 0.0                    # ignored
+    assert g[1, 2, 2].item() == pytest.approx(0.5 - 1.0, abs=1e-6)   # positive: sigmoid(0) - 1
+    assert g[2, 0, 0].item() == pytest.approx(0.5, abs=1e-6)         # plain negative: sigmoid(0) - 0
+    assert items["positives"] == 1
+    # without the ignore rule (threshold 1) the same prediction is pushed down like any negative
+    spec_no_ignore = HeadSpec(**{**spec.__dict__, "ignore_thresh": 1.0})
+    raw2 = raw.detach().clone().requires_grad_(True)
+    YoloLoss([spec_no_ignore])([raw2], targets)[0].backward()
+    assert raw2.grad.view(B, A, 6, H, W)[0, 0, 4, 2, 2].item() == pytest.approx(0.5, abs=1e-6)
+
+
+def test_class_and_box_terms_at_the_positive():
+    spec = tiny_specs(num_classes=3)[1]
+    raw = torch.zeros(1, 3 * 8, 4, 4)
+    raw[0, 1 * 8 + 5 + 2, 2, 2] = _logit(0.9)          # slot 1 says class 2 with p=.9
+    targets = torch.tensor([[0, 2, 40.0, 40.0, 37.0, 58.0]])
+    raw.requires_grad_(True)
+    loss, items = YoloLoss([spec])([raw], targets)
+    # class BCE at the positive: -log(.9) for class 2 and -log(1-.5) for classes 0 and 1
+    assert items["cls"] == pytest.approx(-math.log(0.9) - 2 * math.log(0.5), rel=1e-5)
+    # predicted box = anchor 37x58 at the cell centre = the truth -> CIoU 1 -> box loss 0
+    assert items["box"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_decode_matches_the_model(shared_data):
+    from yolo4.model import load_darknet
+    from yolo4.trainer.assign import head_specs
+
+    model = load_darknet(shared_data / "darknet/cfg/yolov4-tiny.cfg", num_classes=3)
+    x = torch.rand(1, 3, 128, 160)
+    with torch.no_grad():
+        raw = model(x, raw=True)
+        boxes, scores = model(x)
+    specs = head_specs(model)
+    assert [s.mask for s in specs] == [[3, 4, 5], [1, 2, 3]] and [s.stride for s in specs] == [32, 16]
+    assert specs[0].iou_loss == "ciou" and specs[0].scale_x_y == pytest.approx(1.05)
+    mine = []
+    for r, s in zip(raw, specs):
+        xy, wh, _, obj, cls = decode_layer(r, s)
+        b = torch.cat((xy - wh / 2, xy + wh / 2), -1).reshape(1, -1, 4)
+        mine.append((b, (torch.sigmoid(obj)[..., None] * torch.sigmoid(cls)).reshape(1, -1, 3)))
+    assert torch.allclose(torch.cat([m[0] for m in mine], 1), boxes, atol=1e-4)
+    assert torch.allclose(torch.cat([m[1] for m in mine], 1), scores, atol=1e-6)
+
+
+def _coco128_records(root, stems):
+    from yolo4.data.images import imread
+    from yolo4.data.records import ImageRecord
+
+    recs = []
+    for stem in stems:
+        path = root / "coco128/images/train2017" / (stem + ".jpg")
+        h, w = imread(path).shape[:2]
+        lab = np.loadtxt(root / "coco128/labels/train2017" / (stem + ".txt"), ndmin=2)
+        cx, cy, bw, bh = lab[:, 1] * w, lab[:, 2] * h, lab[:, 3] * w, lab[:, 4] * h
+        boxes = np.stack((cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2), 1).astype(np.float32)
+        recs.append(ImageRecord(str(path), w, h, boxes, lab[:, 0].astype(np.int64), len(recs)))
+    return recs
+
+
+def test_loss_decreases_overfitting_two_images(shared_data):
+    from yolo4.model import load_darknet
+    from yolo4.trainer.assign import head_specs
+    from yolo4.trainer.dataset import YoloDataset, collate
+    from yolo4.trainer.train import param_groups
+
+    torch.manual_seed(0)
+    recs = _coco128_records(shared_data, ["000000000009", "000000000025"])
+    model = load_darknet(shared_data / "darknet/cfg/yolov4-tiny.cfg",
+                         shared_data / "weights/yolov4-tiny.weights", num_classes=80).train()
+    images, targets, _ = collate([YoloDataset(recs, (128, 128), False)[i] for i in range(2)])
+    assert targets.shape[0] == sum(len(r.boxes) for r in recs)
+    x = images.float() / 255
+    loss_fn = YoloLoss(head_specs(model))
+    opt = torch.optim.SGD(param_groups(model, 5e-4), lr=2.61e-3, momentum=0.9)
+    losses = []
+    for _ in range(20):
+        loss, items = loss_fn(model(x, raw=True), targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(items["loss"])
+        assert items["positives"] > 0
+    assert all(math.isfinite(v) for v in losses)
+    assert np.mean(losses[-3:]) < 0.2 * losses[0], losses
+
+
+def _one_positive(iou_loss, box_grad, tx=0.3):
+    spec = HeadSpec(TINY_ANCHORS, [1, 2, 3], 16, 1, iou_loss=iou_loss, iou_normalizer=0.5, ignore_thresh=1.0)
+    raw = torch.zeros(1, 18, 4, 4)
+    raw[0, 6 + 0, 2, 2] = tx                           # slot 1, raw x
+    raw.requires_grad_(True)
+    # truth 37x58 (slot 1's anchor) centred at x = (2 + 0.75) * 16 = 44, y = 40
+    targets = torch.tensor([[0, 0, 44.0, 40.0, 37.0, 58.0]])
+    YoloLoss([spec], box_grad=box_grad)([raw], targets)[0].backward()
+    return raw.grad[0, 6 + 0, 2, 2].item(), spec
+
+
+def test_darknet_box_gradient_skips_the_decode_derivative():
+    g_dk, spec = _one_positive("ciou", "darknet")
+    g_chain, _ = _one_positive("ciou", "chain")
+    assert g_dk < 0                                    # pushes x towards the truth (to the right)
+    sig = 1 / (1 + math.exp(-0.3))
+    # chain rule: d x_norm / d tx = sigmoid'(tx) * scale_x_y / W (W = 4 cells); darknet uses 1
+    assert g_chain / g_dk == pytest.approx(sig * (1 - sig) * 1.0 / 4, rel=1e-4)
+
+
+def test_darknet_mse_box_delta():
+    # darknet delta_yolo_box (MSE): delta_x = scale * (tx - x) * iou_normalizer with x = sigmoid(0) = .5,
+    # tx = .75, scale = 2 - w*h (normalized): the loss gradient is -delta
+    g, spec = _one_positive("mse", "darknet", tx=0.0)
+    scale = 2 - (37 / 64) * (58 / 64)
+    assert g == pytest.approx(-scale * (0.75 - 0.5) * 0.5, rel=1e-5)

@@ -1,0 +1,161 @@
+"""Darknet's assignment of ground-truth boxes to (yolo layer, anchor, grid cell).
+
+Source: AlexeyAB/darknet ``src/yolo_layer.c``, ``forward_yolo_layer`` (the per-truth loop after the
+per-prediction ignore loop), for every ``[yolo]`` layer independently:
+
+1. ``best_n`` = the anchor, over **all** ``total`` anchors of the section (``anchors=``, not only
+   the masked ones), with the highest IoU between the truth and the anchor when both are boxes
+   ``(0, 0, w, h)`` (same centre): ``min(w_t, w_a) * min(h_t, h_a) / union``. Ties: the first.
+2. If ``best_n`` is in this layer's ``mask`` (``int_index(l.mask, best_n)``), the prediction of the
+   truth's cell ``(i, j) = (floor(cx * W), floor(cy * H))`` at that anchor is responsible for it.
+3. ``iou_thresh`` rule (``iou_thresh < 1``, e.g. 0.213 in yolov4.cfg): every other anchor ``n`` of
+   this layer's mask whose ``(0,0,w,h)`` IoU with the truth is ``> iou_thresh`` is responsible too,
+   at the same cell.
+
+Truths whose best anchor is in no layer's mask (yolov4-tiny's anchor 0 ``10,14`` is in neither mask
+``3,4,5`` nor ``1,2,3``) get no positive anywhere, as in darknet.
+
+Everything is vectorized over truths x anchors; no Python loop over boxes.
+"""
+
+from dataclasses import dataclass, field
+from typing import List, NamedTuple, Sequence, Tuple
+
+import torch
+
+
+@dataclass
+class HeadSpec:
+    """The training parameters of one ``[yolo]`` section (darknet ``parse_yolo`` defaults).
+
+    Attributes:
+        anchors: all anchors of the section, ``[(w, h), ...]`` in network-input pixels (``anchors=``,
+            darknet ``l.biases``; ``total`` = ``num`` entries).
+        mask: indices into ``anchors`` predicted by this layer (``mask=``), in output-channel order.
+        stride: network-input pixels per output cell (8, 16, 32, ...).
+        num_classes: ``classes=``.
+        scale_x_y: ``scale_x_y=`` (1.0): ``x = sigmoid(t) * s - (s - 1) / 2``.
+        new_coords: ``new_coords=1`` (scaled-YOLOv4): the raw tensor already went through a
+            logistic activation; ``w = (2 p)^2 * anchor``.
+        iou_thresh: ``iou_thresh=`` (1.0 = off): extra anchors with anchor/truth IoU above it.
+        ignore_thresh: ``ignore_thresh=`` (0.5): predictions whose IoU with some truth exceeds it get
+            no objectness loss.
+        iou_normalizer, obj_normalizer, cls_normalizer: loss weights (0.75, 1, 1).
+        iou_loss: ``iou_loss=`` one of ``mse`` (darknet default), ``iou``, ``giou``, ``diou``, ``ciou``.
+    """
+
+    anchors: List[Tuple[float, float]]
+    mask: List[int]
+    stride: int
+    num_classes: int
+    scale_x_y: float = 1.0
+    new_coords: bool = False
+    iou_thresh: float = 1.0
+    ignore_thresh: float = 0.5
+    iou_normalizer: float = 0.75
+    obj_normalizer: float = 1.0
+    cls_normalizer: float = 1.0
+    iou_loss: str = "mse"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def masked_anchors(self) -> List[Tuple[float, float]]:
+        """``[(w, h)]`` in pixels of this layer's own anchors, mask order."""
+        return [tuple(self.anchors[m]) for m in self.mask]
+
+
+class LayerTargets(NamedTuple):
+    """Positive (truth, anchor, cell) pairs of one yolo layer, all ``[P]`` tensors on the targets' device.
+
+    Attributes:
+        b: int64 image index in the batch.
+        a: int64 anchor slot in this layer (0..len(mask)-1, channel-group order).
+        gj, gi: int64 cell row and column.
+        t: int64 index of the truth row in the ``targets`` tensor.
+    """
+
+    b: torch.Tensor
+    a: torch.Tensor
+    gj: torch.Tensor
+    gi: torch.Tensor
+    t: torch.Tensor
+
+
+def wh_iou(wh1: torch.Tensor, wh2: torch.Tensor) -> torch.Tensor:
+    """IoU of boxes sharing one centre, as darknet's ``box_iou`` of ``(0, 0, w, h)`` boxes.
+
+    Args:
+        wh1: ``[K, 2]`` float (w, h); wh2: ``[T, 2]`` float (w, h), same unit.
+
+    Returns:
+        ``[K, T]`` float IoU.
+    """
+    inter = torch.min(wh1[:, None, 0], wh2[None, :, 0]) * torch.min(wh1[:, None, 1], wh2[None, :, 1])
+    union = (wh1[:, 0] * wh1[:, 1])[:, None] + (wh2[:, 0] * wh2[:, 1])[None, :] - inter
+    return inter / union.clamp(min=1e-12)
+
+
+def assign_layer(targets: torch.Tensor, spec: HeadSpec, grid_hw: Tuple[int, int]) -> LayerTargets:
+    """Darknet's positives of one yolo layer (see the module docstring for the rules).
+
+    Args:
+        targets: ``[K, 6]`` float32 rows ``(image_index, class_id, cx, cy, w, h)``, box centre and
+            size in network-input pixels. Rows with ``w <= 0`` or ``h <= 0`` are skipped.
+        spec: the layer's :class:`HeadSpec`.
+        grid_hw: ``(H, W)`` cells of this layer's output.
+
+    Returns:
+        :class:`LayerTargets` with one entry per positive pair (a truth may appear several times with
+        different anchors; several truths may share one slot: the loss handles both).
+    """
+    dev = targets.device
+    H, W = int(grid_hw[0]), int(grid_hw[1])
+    valid = (targets[:, 4] > 0) & (targets[:, 5] > 0)
+    anchors = torch.tensor(spec.anchors, dtype=torch.float32, device=dev).reshape(-1, 2)
+    mask = torch.tensor(list(spec.mask), dtype=torch.int64, device=dev)
+    if targets.shape[0] == 0 or mask.numel() == 0:
+        z = torch.zeros(0, dtype=torch.int64, device=dev)
+        return LayerTargets(z, z, z, z, z)
+    ious = wh_iou(targets[:, 4:6].float(), anchors)                    # [K, T]
+    best_n = ious.argmax(dim=1)                                         # first max, as darknet's '>'
+    pos = best_n[:, None] == mask[None, :]                              # [K, A]
+    if spec.iou_thresh < 1.0:
+        pos = pos | (ious[:, mask] > spec.iou_thresh)
+    pos = pos & valid[:, None]
+    t, a = pos.nonzero(as_tuple=True)
+    # darknet: i = (int)(truth.x * l.w) with truth.x = cx / net_w; clamp a truth on the right/bottom edge
+    # (cx / net_w) * W == cx / stride for an input of W * stride pixels
+    gi = (targets[t, 2] / spec.stride).floor().long().clamp_(0, W - 1)
+    gj = (targets[t, 3] / spec.stride).floor().long().clamp_(0, H - 1)
+    b = targets[t, 0].long()
+    return LayerTargets(b, a, gj, gi, t)
+
+
+def assign(targets: torch.Tensor, specs: Sequence[HeadSpec],
+           grids: Sequence[Tuple[int, int]]) -> List[LayerTargets]:
+    """:func:`assign_layer` for every yolo layer (cfg order); ``grids[l] = (H, W)`` of layer ``l``."""
+    return [assign_layer(targets, s, g) for s, g in zip(specs, grids)]
+
+
+def head_specs(module) -> List[HeadSpec]:
+    """The :class:`HeadSpec` of every ``[yolo]`` layer of a ``yolo4.model.Darknet``, cfg order.
+
+    Reads ``module.yolo_layers[i]`` attributes (``all_anchors``, ``mask``, ``stride``,
+    ``num_classes``, ``scale_x_y``, ``new_coords``, ``iou_thresh``, ``ignore_thresh``,
+    ``iou_normalizer``, ``obj_normalizer``, ``cls_normalizer``, ``iou_loss``).
+    """
+    out = []
+    for y in module.yolo_layers:
+        all_anchors = getattr(y, "all_anchors", None) or list(y.anchors)
+        mask = list(getattr(y, "mask", range(len(y.anchors))))
+        out.append(HeadSpec(
+            anchors=[(float(a[0]), float(a[1])) for a in all_anchors], mask=[int(m) for m in mask],
+            stride=int(y.stride), num_classes=int(y.num_classes),
+            scale_x_y=float(getattr(y, "scale_x_y", 1.0)), new_coords=bool(getattr(y, "new_coords", 0)),
+            iou_thresh=float(getattr(y, "iou_thresh", 1.0)),
+            ignore_thresh=float(getattr(y, "ignore_thresh", 0.5)),
+            iou_normalizer=float(getattr(y, "iou_normalizer", 0.75)),
+            obj_normalizer=float(getattr(y, "obj_normalizer", 1.0)),
+            cls_normalizer=float(getattr(y, "cls_normalizer", 1.0)),
+            iou_loss=str(getattr(y, "iou_loss", "mse"))))
+    return out

@@ -1,0 +1,109 @@
+"""Training checkpoints (``last.pt``, ``best.pt``) in the format of the shared spec, written atomically.
+
+Format (``torch.save`` of a dict; only tensors, dicts, lists, str, int, float, bool and None so it
+loads with ``torch.load(path, weights_only=True)``; read back by ``yolo4.model.load_checkpoint``)::
+
+    {"format": "yolo4-checkpoint", "version": 1, "cfg_text": str (the re-headed cfg), "names": [str],
+     "model": state_dict (EMA weights when EMA is used), "epoch": int (completed epochs, 1-based),
+     "best_fitness": float, "optimizer": state_dict or None, "ema": state_dict or None,
+     "ema_updates": int, "train_args": dict, "yolo4_version": str, "metrics": dict}
+
+Writes go to ``<path>.tmp`` and are moved over ``path`` with ``os.replace`` only once complete, so
+an interrupted save (crash, full disk, Ctrl-C) leaves the previous checkpoint intact.
+"""
+
+import os
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import torch
+
+from .. import __version__
+from ..errors import WeightsError
+from ..fileio import atomic_path
+
+FORMAT = "yolo4-checkpoint"
+VERSION = 1
+
+
+def _plain(obj: Any) -> Any:
+    """Convert to types ``torch.load(weights_only=True)`` accepts (Path -> str, tuple -> list, numpy scalars)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None or isinstance(obj, torch.Tensor):
+        return obj
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if hasattr(obj, "item"):          # numpy / torch scalars
+        return obj.item()
+    return str(obj)
+
+
+def make_checkpoint(model: torch.nn.Module, names, epoch: int, best_fitness: float,
+                    optimizer: Optional[torch.optim.Optimizer] = None,
+                    ema: Optional[Dict[str, torch.Tensor]] = None, ema_updates: int = 0,
+                    train_args: Optional[Dict[str, Any]] = None,
+                    metrics: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Build the checkpoint dict of the spec from a ``yolo4.model.Darknet`` module.
+
+    Args:
+        model: the Darknet module (``.cfg_text`` is stored; its ``state_dict`` is copied to CPU).
+        names: class names, index = class id.
+        epoch: completed epochs (1-based: 1 after the first epoch).
+        best_fitness: best validation fitness so far (-1.0 before any evaluation).
+        optimizer: its ``state_dict`` is stored for ``resume`` (None in ``best.pt``-only uses).
+        ema, ema_updates: EMA weights/updates (None/0 until EMA is implemented).
+        train_args: the run's arguments (plain values).
+        metrics: the last evaluation's metrics.
+    """
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "cfg_text": str(model.cfg_text),
+        "names": [str(n) for n in names],
+        "model": state,
+        "epoch": int(epoch),
+        "best_fitness": float(best_fitness),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "ema": ema,
+        "ema_updates": int(ema_updates),
+        "train_args": _plain(dict(train_args or {})),
+        "yolo4_version": __version__,
+        "metrics": _plain(dict(metrics or {})),
+    }
+
+
+def save_checkpoint(ckpt: Dict[str, Any], path: Union[str, "os.PathLike[str]"]) -> Path:
+    """Write ``ckpt`` to ``path`` atomically (``path.tmp`` then ``os.replace``); returns ``path``.
+
+    On any error the temp file is removed and the previous ``path`` (if any) is untouched; the
+    error propagates.
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, str(tmp))
+    return path
+
+
+def load_training_checkpoint(path: Union[str, "os.PathLike[str]"]) -> Dict[str, Any]:
+    """Read a checkpoint for resuming (``torch.load(weights_only=True)``, CPU tensors).
+
+    Raises:
+        WeightsError: missing file, not loadable, or not a ``yolo4-checkpoint`` of a known version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError("checkpoint not found (nothing to resume)", path)
+    try:
+        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling error is a bad file
+        raise WeightsError(f"cannot read checkpoint: {str(e).splitlines()[0]}", path) from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise WeightsError("not a yolo4 checkpoint (format key missing)", path)
+    if int(ckpt.get("version", 0)) > VERSION:
+        raise WeightsError(f"checkpoint version {ckpt.get('version')} is newer than this yolo4 reads "
+                           f"({VERSION})", path)
+    return ckpt

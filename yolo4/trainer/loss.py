@@ -1,0 +1,283 @@
+"""The YOLOv4 training loss, as darknet's ``[yolo]`` layer defines it, in vectorized torch.
+
+Source: AlexeyAB/darknet ``src/yolo_layer.c`` ``forward_yolo_layer`` / ``process_batch``,
+``delta_yolo_box``, ``delta_yolo_class``; ``src/box.c`` ``box_iou``/``box_giou``/``box_diou``/
+``box_ciou``; CIoU: Zheng et al., "Distance-IoU Loss", AAAI 2020, eq. 9-11.
+
+Per yolo layer and image (darknet computes gradients ``delta`` directly; here the same targets and
+weights are written as a loss and differentiated by autograd):
+
+- **objectness**: binary cross-entropy, target 1 at the positives of :mod:`.assign`, 0 elsewhere;
+  predictions (not positives) whose decoded box has IoU ``> ignore_thresh`` with some truth of the
+  image get no objectness loss ("ignore"). Darknet additionally requires some class probability
+  ``> 0.25`` at that prediction (``compare_yolo_class``) before ignoring it; this first trainer does
+  not (a prediction overlapping a truth is ignored whatever its class scores). Weight
+  ``obj_normalizer``. (darknet's delta ``obj_normalizer * (t - p)`` is exactly the negative gradient
+  of this BCE with respect to the logit.)
+- **class**: BCE over all classes at each positive slot, target 1 for the truth's class (several
+  truths on one slot make a multi-hot target, as darknet's ``delta_yolo_class``), no label
+  smoothing. Weight ``cls_normalizer``.
+- **box**: ``1 - CIoU`` (``iou_loss=ciou``; also ``diou``, ``giou``, ``iou``) between the decoded
+  predicted box and the truth (both in 0..1 image units), weight ``iou_normalizer``; a slot shared by
+  several truths averages their box terms (darknet ``averages_yolo_deltas``). ``iou_loss=mse``
+  (darknet's default, yolov3): ``0.5 * (2 - w*h) * iou_normalizer * ((tx - sx)^2 + (ty - sy)^2 +
+  (tw - log(w/a))^2 + (th - log(h/a))^2)`` in darknet's cell / log-anchor units.
+
+  Gradient scale (``box_grad``). Darknet does not back-propagate its box loss through the decode:
+  ``delta_yolo_box`` puts ``iou_normalizer * dCIoU/d(x, y)`` (box in 0..1 image units) straight on
+  the raw x, y outputs (no logistic derivative, no ``1/W`` of the cell -> image mapping), and
+  ``dCIoU/d(w, h) * exp(tw)`` on the raw w, h (``8 p`` with ``new_coords``); for ``mse``
+  ``scale * (tx - x)`` on the raw x. ``box_grad="darknet"`` (default) applies the same scaling with
+  straight-through terms (the loss *value* is unchanged; dCIoU/d(box) is autograd's exact derivative
+  where darknet uses its hand-derived ``dx_box_iou``); ``box_grad="chain"`` is
+  plain autograd through the decode, whose x/y gradients are ``sigmoid' * scale_x_y / W`` times
+  darknet's (about 1/40 at 320 px, stride 32), i.e. a much weaker box term. Darknet's per-element
+  ``max_delta`` clip is not applied (the trainer clips the global gradient norm instead).
+
+Reduction: every term is **summed** over predictions/pairs (darknet sums its deltas) and the total
+is divided by the batch size: darknet updates with ``learning_rate / batch * sum of per-image
+gradients``, so torch SGD on this per-image-mean loss with ``lr = learning_rate`` is the same step.
+"""
+
+import math
+from typing import Dict, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .assign import HeadSpec, LayerTargets, assign_layer
+
+IOU_KINDS = ("iou", "giou", "diou", "ciou")
+
+
+def bbox_iou(box1: torch.Tensor, box2: torch.Tensor, kind: str = "iou", eps: float = 1e-9) -> torch.Tensor:
+    """IoU / GIoU / DIoU / CIoU of boxes given as centre and size (darknet ``box.c``).
+
+    Args:
+        box1, box2: ``[..., 4]`` float ``(cx, cy, w, h)`` in one unit (pixels or normalized);
+            broadcastable against each other.
+        kind: ``iou``, ``giou`` (Rezatofighi et al. 2019), ``diou`` or ``ciou`` (Zheng et al. 2020):
+            ``CIoU = IoU - d^2/c^2 - alpha v``, ``v = 4/pi^2 (atan(w_g/h_g) - atan(w/h))^2``,
+            ``alpha = v / (1 - IoU + v)`` (held constant for the gradient, as the paper prescribes),
+            d = distance of the centres, c = diagonal of the smallest enclosing box.
+
+    Returns:
+        ``[...]`` float: 1 for identical boxes; IoU in [0, 1], the others in [-1, 1].
+    """
+    if kind not in IOU_KINDS:
+        raise ValueError(f"unknown IoU kind {kind!r} (one of {', '.join(IOU_KINDS)})")
+    b1x1, b1x2 = box1[..., 0] - box1[..., 2] / 2, box1[..., 0] + box1[..., 2] / 2
+    b1y1, b1y2 = box1[..., 1] - box1[..., 3] / 2, box1[..., 1] + box1[..., 3] / 2
+    b2x1, b2x2 = box2[..., 0] - box2[..., 2] / 2, box2[..., 0] + box2[..., 2] / 2
+    b2y1, b2y2 = box2[..., 1] - box2[..., 3] / 2, box2[..., 1] + box2[..., 3] / 2
+    iw = (torch.min(b1x2, b2x2) - torch.max(b1x1, b2x1)).clamp(min=0)
+    ih = (torch.min(b1y2, b2y2) - torch.max(b1y1, b2y1)).clamp(min=0)
+    inter = iw * ih
+    union = box1[..., 2] * box1[..., 3] + box2[..., 2] * box2[..., 3] - inter + eps
+    iou = inter / union
+    if kind == "iou":
+        return iou
+    cw = torch.max(b1x2, b2x2) - torch.min(b1x1, b2x1)      # enclosing box
+    ch = torch.max(b1y2, b2y2) - torch.min(b1y1, b2y1)
+    if kind == "giou":
+        c_area = cw * ch + eps
+        return iou - (c_area - union) / c_area
+    c2 = cw ** 2 + ch ** 2 + eps
+    d2 = (box1[..., 0] - box2[..., 0]) ** 2 + (box1[..., 1] - box2[..., 1]) ** 2
+    if kind == "diou":
+        return iou - d2 / c2
+    v = (4 / math.pi ** 2) * (torch.atan(box2[..., 2] / (box2[..., 3] + eps))
+                              - torch.atan(box1[..., 2] / (box1[..., 3] + eps))) ** 2
+    with torch.no_grad():
+        alpha = v / (1 - iou + v + 1e-6)                     # darknet box_ciou: + 0.000001
+    return iou - (d2 / c2 + alpha * v)
+
+
+def decode_layer(raw: torch.Tensor, spec: HeadSpec) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                                torch.Tensor, torch.Tensor]:
+    """Split and decode one layer's raw output (darknet ``get_yolo_box``, ``scal_add_cpu``).
+
+    Args:
+        raw: ``[B, A*(5+C), H, W]`` float, the tensor feeding the ``[yolo]`` section
+            (``Darknet.forward(x, raw=True)``); channel groups per anchor: x, y, w, h, obj, C classes.
+        spec: the layer's :class:`HeadSpec`.
+
+    Returns:
+        ``(xy, wh, t, obj, cls)``: ``xy`` ``[B,A,H,W,2]`` box centre in input pixels, ``wh``
+        ``[B,A,H,W,2]`` size in input pixels, ``t`` ``[B,A,H,W,4]`` the raw x, y, w, h channels,
+        ``obj`` ``[B,A,H,W]`` and
+        ``cls`` ``[B,A,H,W,C]`` as logits (``new_coords=0``) or probabilities (``new_coords=1``,
+        the preceding conv already applied the logistic).
+    """
+    B, ch, H, W = raw.shape
+    A = len(spec.mask)
+    no = 5 + spec.num_classes
+    if ch != A * no:
+        raise ValueError(f"yolo layer expects {A * no} channels ({A} anchors x (5 + {spec.num_classes} "
+                         f"classes)), got {ch}")
+    p = raw.view(B, A, no, H, W).permute(0, 1, 3, 4, 2)
+    s = float(spec.scale_x_y)
+    anchors = torch.tensor(spec.masked_anchors, dtype=raw.dtype, device=raw.device).view(1, A, 1, 1, 2)
+    gy, gx = torch.meshgrid(torch.arange(H, device=raw.device, dtype=raw.dtype),
+                            torch.arange(W, device=raw.device, dtype=raw.dtype), indexing="ij")
+    grid = torch.stack((gx, gy), -1).view(1, 1, H, W, 2)
+    txy, tw = p[..., 0:2], p[..., 2:4]
+    if spec.new_coords:
+        sxy = txy * s - 0.5 * (s - 1)
+        wh = (2 * tw) ** 2 * anchors
+    else:
+        sxy = torch.sigmoid(txy) * s - 0.5 * (s - 1)
+        wh = torch.exp(tw.clamp(max=20.0)) * anchors
+    xy = (grid + sxy) * spec.stride
+    return xy, wh, p[..., 0:4], p[..., 4], p[..., 5:]
+
+
+def _bce(x: torch.Tensor, target: torch.Tensor, probs: bool) -> torch.Tensor:
+    if probs:
+        return F.binary_cross_entropy(x.clamp(1e-7, 1 - 1e-7), target, reduction="none")
+    return F.binary_cross_entropy_with_logits(x, target, reduction="none")
+
+
+def _padded_truths(targets: torch.Tensor, batch: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``[K,6]`` rows -> (``[B, Tmax, 4]`` cx,cy,w,h, ``[B, Tmax]`` bool valid)."""
+    dev = targets.device
+    b = targets[:, 0].long()
+    counts = torch.bincount(b, minlength=batch)
+    tmax = int(counts.max()) if targets.shape[0] else 0
+    boxes = torch.zeros(batch, max(tmax, 1), 4, device=dev, dtype=targets.dtype)
+    valid = torch.zeros(batch, max(tmax, 1), dtype=torch.bool, device=dev)
+    if targets.shape[0]:
+        order = torch.argsort(b, stable=True)
+        bs = b[order]
+        starts = torch.cumsum(counts, 0) - counts
+        slot = torch.arange(bs.numel(), device=dev) - starts[bs]
+        boxes[bs, slot] = targets[order, 2:6]
+        valid[bs, slot] = True
+    return boxes, valid
+
+
+class YoloLoss:
+    """Darknet's YOLO loss over all ``[yolo]`` layers of a model (see the module docstring).
+
+    Args:
+        specs: one :class:`HeadSpec` per ``[yolo]`` section, cfg order (:func:`yolo4.trainer.assign.head_specs`).
+        box_grad: ``"darknet"`` (darknet's box-gradient scale, default) or ``"chain"`` (autograd
+            through the decode); see the module docstring.
+
+    Call with ``(raw_outputs, targets)``:
+        raw_outputs: list of ``[B, A*(5+C), H, W]`` float tensors (``Darknet.forward(x, raw=True)``).
+        targets: ``[K, 6]`` float32 ``(image_index, class_id, cx, cy, w, h)``, input pixels.
+
+    Returns:
+        ``(loss, items)``: ``loss`` a scalar tensor (sum over layers of box + obj + cls, divided by
+        the batch size B); ``items`` floats ``{"box", "obj", "cls", "loss"}`` (same per-image
+        scale) and ``"positives"`` (number of (truth, anchor) pairs).
+    """
+
+    def __init__(self, specs: Sequence[HeadSpec], box_grad: str = "darknet") -> None:
+        if box_grad not in ("darknet", "chain"):
+            raise ValueError(f"box_grad must be 'darknet' or 'chain', got {box_grad!r}")
+        self.box_grad = box_grad
+        self.specs = list(specs)
+        for s in self.specs:
+            if s.iou_loss not in IOU_KINDS + ("mse",):
+                raise ValueError(f"iou_loss={s.iou_loss} is not supported (mse, iou, giou, diou, ciou)")
+
+    def __call__(self, raw_outputs: Sequence[torch.Tensor],
+                 targets: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, float]]:
+        if len(raw_outputs) != len(self.specs):
+            raise ValueError(f"{len(raw_outputs)} raw outputs for {len(self.specs)} yolo layers")
+        batch = raw_outputs[0].shape[0]
+        targets = targets.to(raw_outputs[0].device, torch.float32)
+        truths, tvalid = _padded_truths(targets, batch)
+        lbox = raw_outputs[0].new_zeros(())
+        lobj = raw_outputs[0].new_zeros(())
+        lcls = raw_outputs[0].new_zeros(())
+        npos = 0
+        for raw, spec in zip(raw_outputs, self.specs):
+            box, obj, cls, n = self._layer(raw, spec, targets, truths, tvalid)
+            lbox, lobj, lcls, npos = lbox + box, lobj + obj, lcls + cls, npos + n
+        loss = (lbox + lobj + lcls) / batch
+        items = {"box": float(lbox.detach()) / batch, "obj": float(lobj.detach()) / batch,
+                 "cls": float(lcls.detach()) / batch, "loss": float(loss.detach()), "positives": npos}
+        return loss, items
+
+    def layer_targets(self, raw: torch.Tensor, spec: HeadSpec, targets: torch.Tensor) -> LayerTargets:
+        """The positives of one layer (:func:`yolo4.trainer.assign.assign_layer`)."""
+        return assign_layer(targets, spec, raw.shape[2:4])
+
+    def ignore_mask(self, xy: torch.Tensor, wh: torch.Tensor, spec: HeadSpec, truths: torch.Tensor,
+                    tvalid: torch.Tensor) -> torch.Tensor:
+        """``[B,A,H,W]`` bool: predictions whose best IoU with a truth of their image ``> ignore_thresh``.
+
+        Args:
+            xy, wh: decoded centres/sizes ``[B,A,H,W,2]`` (input pixels).
+            truths: ``[B, T, 4]`` cx,cy,w,h input pixels; tvalid: ``[B, T]`` bool.
+        """
+        with torch.no_grad():
+            B = xy.shape[0]
+            pred = torch.cat((xy, wh), -1).reshape(B, -1, 1, 4)
+            iou = bbox_iou(pred, truths[:, None, :, :], "iou")                  # [B, N, T]
+            iou = iou.masked_fill(~tvalid[:, None, :], 0.0)
+            best = iou.max(dim=2).values if iou.shape[2] else iou.new_zeros(iou.shape[:2])
+            return (best > spec.ignore_thresh).view(xy.shape[:4])
+
+    def _layer(self, raw, spec, targets, truths, tvalid):
+        xy, wh, traw, obj, cls = decode_layer(raw, spec)
+        B, A, H, W = obj.shape
+        probs = bool(spec.new_coords)
+        lt = self.layer_targets(raw, spec, targets)
+        ignore = self.ignore_mask(xy, wh, spec, truths, tvalid)
+
+        obj_t = torch.zeros_like(obj)
+        zero = obj.new_zeros(())
+        if lt.t.numel() == 0:
+            weight = (~ignore).to(obj.dtype)
+            lobj = (_bce(obj, obj_t, probs) * weight).sum() * spec.obj_normalizer
+            return zero, lobj, zero, 0
+
+        slot = ((lt.b * A + lt.a) * H + lt.gj) * W + lt.gi                  # [P] flat slot ids
+        uslots, inv, counts = torch.unique(slot, return_inverse=True, return_counts=True)
+        obj_t.view(-1)[uslots] = 1.0
+        weight = ((~ignore) | (obj_t > 0)).to(obj.dtype)                     # positives never ignored
+        lobj = (_bce(obj, obj_t, probs) * weight).sum() * spec.obj_normalizer
+
+        # classes: one multi-hot row per distinct slot
+        C = spec.num_classes
+        cls_flat = cls.reshape(-1, C)[uslots]                               # [U, C]
+        cls_t = torch.zeros_like(cls_flat)
+        cls_t[inv, targets[lt.t, 1].long()] = 1.0
+        lcls = _bce(cls_flat, cls_t, probs).sum() * spec.cls_normalizer
+
+        # boxes: each (truth, anchor) pair, averaged over pairs sharing a slot
+        w_pair = 1.0 / counts[inv].to(obj.dtype)
+        pbox = torch.cat((xy, wh), -1).reshape(-1, 4)[slot]                  # [P, 4] input px
+        tbox = targets[lt.t, 2:6]
+        t = traw.reshape(-1, 4)[slot]                                       # raw x, y, w, h [P, 4]
+        darknet = self.box_grad == "darknet"
+        if spec.iou_loss == "mse":
+            anchors = torch.tensor(spec.masked_anchors, dtype=raw.dtype, device=raw.device)[lt.a]
+            cell = torch.stack((lt.gi, lt.gj), 1).to(raw.dtype)
+            s_pred = pbox[:, :2] / spec.stride - cell
+            if darknet:     # darknet: delta = scale * (tx - x) on the raw x (no logistic derivative)
+                s_pred = s_pred.detach() + (t[:, :2] - t[:, :2].detach())
+            s_true = tbox[:, :2] / spec.stride - cell
+            t_pred = torch.log(pbox[:, 2:] / anchors)
+            t_true = torch.log(tbox[:, 2:] / anchors)
+            net_area = float(H * spec.stride * W * spec.stride)
+            scale = 2.0 - tbox[:, 2] * tbox[:, 3] / net_area
+            sq = ((s_pred - s_true) ** 2).sum(1) + ((t_pred - t_true) ** 2).sum(1)
+            lbox = (0.5 * scale * sq * w_pair).sum() * spec.iou_normalizer
+        else:
+            net = pbox.new_tensor([W * spec.stride, H * spec.stride] * 2)
+            pn = pbox / net                                                 # 0..1 image units, as darknet
+            if darknet:
+                # darknet delta_yolo_box: dIoU/d(box) applied to the raw x, y as is (no logistic
+                # derivative, no 1/W), to the raw w, h times exp(tw) only (8 p with new_coords)
+                dw = 8.0 * t[:, 2:] if spec.new_coords else torch.exp(t[:, 2:].clamp(max=20.0))
+                pn = torch.cat((pn[:, :2].detach() + (t[:, :2] - t[:, :2].detach()),
+                                pn[:, 2:].detach() + dw.detach() * (t[:, 2:] - t[:, 2:].detach())), 1)
+            iou = bbox_iou(pn, tbox / net, spec.iou_loss)
+            lbox = ((1.0 - iou) * w_pair).sum() * spec.iou_normalizer
+        return lbox, lobj, lcls, int(lt.t.numel())
+
