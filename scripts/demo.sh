@@ -7,7 +7,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/setup-env.sh" train,export
 cd "$root"
 out=runs/demo
-epochs="${DEMO_EPOCHS:-1}"
+epochs="${DEMO_EPOCHS:-3}"
 echo "== 1/3 fine-tune yolov4-tiny on coco128 ($epochs epoch(s), CPU) =="
 yolo4 train --cfg yolov4-tiny --weights yolov4-tiny --data coco128 --epochs "$epochs" --batch 8 \
   --img-size 416 --output-dir "$out/train"

@@ -25,3 +25,12 @@ def shared_data() -> Path:
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Downloads in tests go to a per-session temp cache, never ~/.cache."""
     monkeypatch.setenv("YOLO4_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "yolo4-cache"))
+
+
+@pytest.fixture(scope="module")
+def tiny(shared_data):
+    """The real yolov4-tiny (darknet cfg + official COCO weights from ../shared/data), eval mode."""
+    from yolo4.model import load_darknet
+
+    return load_darknet(shared_data / "darknet" / "cfg" / "yolov4-tiny.cfg",
+                        shared_data / "weights" / "yolov4-tiny.weights")

@@ -19,14 +19,6 @@ HW = (416, 416)
 
 
 @pytest.fixture(scope="module")
-def tiny(shared_data):
-    from yolo4.model import load_darknet
-
-    return load_darknet(shared_data / "darknet" / "cfg" / "yolov4-tiny.cfg",
-                        shared_data / "weights" / "yolov4-tiny.weights")
-
-
-@pytest.fixture(scope="module")
 def tiny_fp16(tiny, tmp_path_factory):
     return export_onnx(tiny, tmp_path_factory.mktemp("fp16") / "tiny-fp16.onnx", img_size=416, fp16=True)
 

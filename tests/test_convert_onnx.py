@@ -22,14 +22,6 @@ HW = (416, 416)
 
 
 @pytest.fixture(scope="module")
-def tiny(shared_data):
-    from yolo4.model import load_darknet
-
-    return load_darknet(shared_data / "darknet" / "cfg" / "yolov4-tiny.cfg",
-                        shared_data / "weights" / "yolov4-tiny.weights")
-
-
-@pytest.fixture(scope="module")
 def tiny_onnx(tiny, tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny") / "yolov4-tiny.onnx"
     res = export_onnx(tiny, out, img_size=416)
