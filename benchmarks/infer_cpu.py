@@ -58,16 +58,29 @@ def yolo4_pipeline(kind, size, conf, iou, threads):
     return run
 
 
-def measure(fn, images, runs, warmup=3):
-    for _ in range(warmup):
-        fn(images[0])
-    times = []
-    for i in range(runs):
-        t0 = time.perf_counter()
-        fn(images[i % len(images)])
-        times.append((time.perf_counter() - t0) * 1000.0)
-    times.sort()
-    return statistics.median(times), times[int(0.9 * (len(times) - 1))]
+def measure(fns, images, runs, block=10, warmup=3):
+    """Time the pipelines in alternating blocks of ``block`` iterations (A, B, C, A, B, C, ...), so
+    load from elsewhere on the machine falls on all alike, while one pipeline's idle worker threads
+    (ONNX Runtime spins after a run) do not run during another's timed block: each block starts
+    with one untimed iteration. Returns [(median ms, p90 ms)] in the order of ``fns``."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn(images[0])
+    times = [[] for _ in fns]
+    i = 0
+    while len(times[0]) < runs:
+        for k, fn in enumerate(fns):
+            fn(images[i % len(images)])
+            for j in range(block):
+                t0 = time.perf_counter()
+                fn(images[(i + j) % len(images)])
+                times[k].append((time.perf_counter() - t0) * 1000.0)
+        i += block
+    out = []
+    for ts in times:
+        ts.sort()
+        out.append((statistics.median(ts), ts[int(0.9 * (len(ts) - 1))]))
+    return out
 
 
 def main(argv=None):
@@ -99,9 +112,8 @@ def main(argv=None):
         ("yolo4 torch %s" % torch.__version__, lambda: yolo4_pipeline("torch", a.img_size, a.conf, a.iou, threads)),
         ("yolo4 onnxruntime", lambda: yolo4_pipeline("onnxruntime", a.img_size, a.conf, a.iou, threads)),
     ]
-    for name, make in pipes:
-        fn = make()
-        med, p90 = measure(fn, images, a.runs)
+    fns = [make() for _, make in pipes]
+    for (name, _), fn, (med, p90) in zip(pipes, fns, measure(fns, images, a.runs)):
         rows.append((name, med, p90, fn(images[0])))
     ref = rows[0][1]
     print("yolov4-tiny %dx%d, batch 1, %d threads, %d images, %d runs; read+preprocess+forward+NMS"
