@@ -151,3 +151,26 @@ def test_eval_reports_bad_labels_with_file_and_line(shared_data, tmp_path):
     assert "dog.txt:2" in p.stderr and "dog.txt:3" in p.stderr
     m = json.loads((tmp_path / "m.json").read_text())
     assert 0.0 <= m["map50_95"] <= m["map50"] <= 1.0
+
+
+def test_infer_video_writes_annotated_video_and_frames(shared_data, tmp_path):
+    import cv2
+    import numpy as np
+
+    im = cv2.imread(str(shared_data / "darknet" / "images" / "dog.jpg"))
+    src = tmp_path / "clip.avi"
+    w = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"MJPG"), 10, (im.shape[1], im.shape[0]))
+    for i in range(4):
+        w.write(np.roll(im, 8 * i, axis=1))
+    w.release()
+    out, js = tmp_path / "out", tmp_path / "d.json"
+    p = run_cli("infer", src, "--cfg", "yolov4-tiny", "--weights", "yolov4-tiny", "--output-dir", out,
+                "--save-json", js)
+    assert p.returncode == 0, p.stderr
+    recs = json.loads(js.read_text())
+    assert [r["frame"] for r in recs] == [0, 1, 2, 3]
+    assert all("dog" in {d["class_name"] for d in r["detections"]} for r in recs)
+    cap = cv2.VideoCapture(str(out / "clip.mp4"))
+    assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 4 and cap.get(cv2.CAP_PROP_FPS) == 10
+    cap.release()
+    assert sorted(x.name for x in out.iterdir()) == ["clip.mp4"]  # no temp file left behind

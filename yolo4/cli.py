@@ -19,6 +19,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     help="YOLOv4 from training to deployment: darknet cfg/weights -> PyTorch -> ONNX -> (TensorRT). "
     "Without a GPU every command runs on ONNX Runtime on the CPU. Named models (yolov4, yolov4-tiny, "
     "yolov4-csp, yolov4x-mish, yolov3, ...) are fetched with a sha256 check into $YOLO4_CACHE_DIR "

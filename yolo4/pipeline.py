@@ -5,6 +5,7 @@ torch and onnx are imported only when the chosen model form needs them.
 """
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -126,7 +127,6 @@ def run_infer(sources: Sequence[str], backend, conf: float = 0.25, iou: float = 
         ``[{"image": path, "frame": int (videos only), "detections": [...]}]`` with bbox_xyxy in
         original-image pixels; also written to ``save_json`` when given.
     """
-    import cv2
 
     from .errors import ImageReadError
     from .runtime.detector import Detector
@@ -164,14 +164,14 @@ def run_infer(sources: Sequence[str], backend, conf: float = 0.25, iou: float = 
                 else:
                     key = str(path)
                     if key not in writers:
-                        h, w = drawn.shape[:2]
-                        target = out_dir / (Path(path).stem + ".mp4")
-                        writers[key] = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"),
-                                                       30.0, (w, h))
+                        writers[key] = _VideoOut(out_dir / (Path(path).stem + ".mp4"), _video_fps(key),
+                                                 drawn.shape[1], drawn.shape[0])
                     writers[key].write(drawn)
+        for w in writers.values():
+            w.close()
     finally:
         for w in writers.values():
-            w.release()
+            w.abort()
     if skipped and not results:
         raise Yolo4Error("no readable image or video among %d input(s)" % skipped,
                          sources[0] if len(sources) == 1 else None)
@@ -180,6 +180,48 @@ def run_infer(sources: Sequence[str], backend, conf: float = 0.25, iou: float = 
     if skipped:
         log("%d input(s) skipped (unreadable)" % skipped)
     return results
+
+
+def _video_fps(path: str, default: float = 30.0) -> float:
+    """Frame rate of a video file (frames per second); ``default`` for cameras/streams or when unknown."""
+    import cv2
+
+    cap = cv2.VideoCapture(path)
+    try:
+        fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
+    finally:
+        cap.release()
+    return float(fps) if fps and 0 < fps < 1000 else default
+
+
+class _VideoOut:
+    """An annotated video written to a temp file and renamed onto ``target`` only when complete."""
+
+    def __init__(self, target: Path, fps: float, width: int, height: int) -> None:
+        import cv2
+
+        from .fileio import sibling_temp
+
+        self.target = target
+        self.tmp = sibling_temp(target, target.suffix)
+        self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        if not self.writer.isOpened():
+            raise Yolo4Error("cannot open a video writer (codec mp4v)", target)
+        self.done = False
+
+    def write(self, frame) -> None:
+        self.writer.write(frame)
+
+    def close(self) -> None:
+        self.writer.release()
+        os.replace(str(self.tmp), str(self.target))
+        self.done = True
+
+    def abort(self) -> None:
+        if not self.done:
+            self.writer.release()
+            if self.tmp.exists():
+                self.tmp.unlink()
 
 
 def _atomic_imwrite(path: Path, image) -> None:
