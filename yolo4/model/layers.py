@@ -9,7 +9,7 @@ They are built from the typed specs of :mod:`yolo4.model.cfg` and stay traceable
 
 import math
 import warnings
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -193,6 +193,41 @@ class Dropout(nn.Dropout):
         self.spec = spec
 
 
+def decode_xywh(t: torch.Tensor, anchor_wh: torch.Tensor, grid: torch.Tensor, stride: float,
+                scale_x_y: float, new_coords: bool, max_tw: Optional[float] = None
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Box centres and sizes from the raw x, y, w, h channels (darknet ``yolo_layer.c`` ``get_yolo_box``).
+
+    The one box decode: used by :meth:`YoloLayer.forward` (inference, export) and by the trainer's
+    loss.
+
+    Args:
+        t: float ``[..., A, h, w, 4]`` raw tx, ty, tw, th (the conv output feeding ``[yolo]``).
+        anchor_wh: ``[1, A, 1, 1, 2]`` the layer's masked anchors (w, h) in input pixels.
+        grid: ``[1, 1, h, w, 2]`` cell indices (col, row).
+        stride: input pixels per cell.
+        scale_x_y, new_coords: the ``[yolo]`` options.
+        max_tw: clamp tw, th before ``exp`` (training safety; None = no clamp, as darknet).
+
+    Returns:
+        ``(xy, wh)``, each ``[..., A, h, w, 2]``, centre and size in input pixels:
+        without ``new_coords``: xy = (sigmoid(t)·sxy − (sxy−1)/2 + grid)·stride, wh = exp(t)·anchor;
+        with ``new_coords=1`` (inputs already logistic): xy = (t·sxy − (sxy−1)/2 + grid)·stride,
+        wh = t²·4·anchor.
+    """
+    txy, twh = t[..., 0:2], t[..., 2:4]
+    if new_coords:
+        xy = txy
+        wh = twh * twh * 4.0 * anchor_wh
+    else:
+        xy = torch.sigmoid(txy)
+        wh = torch.exp(twh if max_tw is None else twh.clamp(max=max_tw)) * anchor_wh
+    sxy = float(scale_x_y)
+    if sxy != 1.0:
+        xy = xy * sxy - 0.5 * (sxy - 1.0)
+    return (xy + grid) * float(stride), wh
+
+
 class YoloLayer(nn.Module):
     """``[yolo]`` head: holds the layer's options and decodes its raw input (darknet ``yolo_layer.c``).
 
@@ -253,18 +288,11 @@ class YoloLayer(nn.Module):
         A, C = self.num_anchors, self.num_classes
         h, w = static_shape(p)[2:]
         p = p.reshape(-1, A, C + 5, h, w).permute(0, 1, 3, 4, 2)  # [B, A, h, w, 5+C]
-        sxy = float(self.scale_x_y)
-        txy, twh, obj, cls = p[..., 0:2], p[..., 2:4], p[..., 4:5], p[..., 5:]
-        if self.new_coords:
-            xy = txy
-            wh = twh * twh * 4.0 * self.anchor_wh
-        else:
-            xy = torch.sigmoid(txy)
-            wh = torch.exp(twh) * self.anchor_wh
+        xy, wh = decode_xywh(p[..., 0:4], self.anchor_wh, self._grid(h, w).to(p.device, p.dtype),
+                             self.stride, self.scale_x_y, self.new_coords)
+        obj, cls = p[..., 4:5], p[..., 5:]
+        if not self.new_coords:
             obj, cls = torch.sigmoid(obj), torch.sigmoid(cls)
-        if sxy != 1.0:
-            xy = xy * sxy - 0.5 * (sxy - 1.0)
-        xy = (xy + self._grid(h, w).to(p.device, p.dtype)) * float(self.stride)
         half = wh * 0.5
         boxes = torch.cat((xy - half, xy + half), -1).reshape(-1, A * h * w, 4)
         scores = (obj * cls).reshape(-1, A * h * w, C)

@@ -45,6 +45,7 @@ from typing import Dict, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from ..model.layers import decode_xywh
 from .assign import HeadSpec, LayerTargets, assign_layer
 
 IOU_KINDS = ("iou", "giou", "diou", "ciou")
@@ -116,19 +117,11 @@ def decode_layer(raw: torch.Tensor, spec: HeadSpec) -> Tuple[torch.Tensor, torch
         raise ValueError(f"yolo layer expects {A * no} channels ({A} anchors x (5 + {spec.num_classes} "
                          f"classes)), got {ch}")
     p = raw.view(B, A, no, H, W).permute(0, 1, 3, 4, 2)
-    s = float(spec.scale_x_y)
     anchors = torch.tensor(spec.masked_anchors, dtype=raw.dtype, device=raw.device).view(1, A, 1, 1, 2)
     gy, gx = torch.meshgrid(torch.arange(H, device=raw.device, dtype=raw.dtype),
                             torch.arange(W, device=raw.device, dtype=raw.dtype), indexing="ij")
     grid = torch.stack((gx, gy), -1).view(1, 1, H, W, 2)
-    txy, tw = p[..., 0:2], p[..., 2:4]
-    if spec.new_coords:
-        sxy = txy * s - 0.5 * (s - 1)
-        wh = (2 * tw) ** 2 * anchors
-    else:
-        sxy = torch.sigmoid(txy) * s - 0.5 * (s - 1)
-        wh = torch.exp(tw.clamp(max=20.0)) * anchors
-    xy = (grid + sxy) * spec.stride
+    xy, wh = decode_xywh(p[..., 0:4], anchors, grid, spec.stride, spec.scale_x_y, spec.new_coords, max_tw=20.0)
     return xy, wh, p[..., 0:4], p[..., 4], p[..., 5:]
 
 
