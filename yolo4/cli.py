@@ -107,7 +107,7 @@ def export(
     from .convert.onnx_export import export_onnx
     from .pipeline import _hw, load_torch_model
 
-    module = load_torch_model(cfg, weights, checkpoint, names)
+    module = load_torch_model(cfg, weights, checkpoint, names, log=_log)
     res = export_onnx(module, output, img_size=_hw(img_size), batch=batch, fp16=fp16,
                       simplify=not no_simplify, opset=opset, log=_log)
     typer.echo("wrote %s (opset %d, Mish: %s, %s batch, %s)" % (

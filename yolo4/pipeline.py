@@ -24,7 +24,7 @@ def _hw(img_size: Optional[int]) -> Optional[Tuple[int, int]]:
 
 
 def load_torch_model(cfg: Optional[str] = None, weights: Optional[str] = None,
-                     checkpoint: Optional[str] = None, names: Optional[str] = None):
+                     checkpoint: Optional[str] = None, names: Optional[str] = None, log=print):
     """Build the PyTorch Darknet module from ``cfg`` (+ ``weights``) or a training ``checkpoint``.
 
     Args:
@@ -52,6 +52,8 @@ def load_torch_model(cfg: Optional[str] = None, weights: Optional[str] = None,
         return module
     if cfg is None:
         raise Yolo4Error("give a model: --cfg (with --weights), --checkpoint or --onnx")
+    if weights is None:
+        log("warning: no --weights given: %s runs with randomly initialised weights" % cfg)
     return load_darknet(cfg, weights, names=name_list)
 
 
@@ -89,7 +91,7 @@ def open_backend(backend: str = "onnxruntime", cfg: Optional[str] = None, weight
             from .data.names import load_names
             be.info.names = load_names(names)
         return be
-    module = load_torch_model(cfg, weights, checkpoint, names)
+    module = load_torch_model(cfg, weights, checkpoint, names, log=log)
     if backend == "torch":
         return create_backend("torch", module=module, input_hw=hw)
     from .convert.onnx_export import export_cached
