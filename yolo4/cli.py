@@ -110,12 +110,9 @@ def export(
     module = load_torch_model(cfg, weights, checkpoint, names, log=_log)
     res = export_onnx(module, output, img_size=_hw(img_size), batch=batch, fp16=fp16,
                       simplify=not no_simplify, opset=opset, log=_log)
-    typer.echo("wrote %s (opset %d, Mish: %s, %s batch, %s)" % (
-        res.path, res.opset, res.mish_mode, "dynamic" if batch is None else "fixed %d" % batch,
+    typer.echo("wrote %s (opset %d, Mish: %s, %s, %s)" % (
+        res.path, res.opset, res.mish_mode, "dynamic batch" if batch is None else "fixed batch %d" % batch,
         "fp16" if fp16 else "fp32"))
-    if res.max_abs_diff is not None:
-        typer.echo("ONNX Runtime vs PyTorch: max abs diff %.3g (output scale %.3g)"
-                   % (res.max_abs_diff, res.output_scale))
 
 
 @app.command()
