@@ -175,3 +175,11 @@ def test_known_names_resolve_through_mirror(shared_data):
     assert m.model_info(names=["a"] * 80).names[0] == "a"
     one = load_darknet("yolov4-tiny", num_classes=1)
     assert one.model_info().names == ["class0"]
+
+
+@pytest.mark.parametrize("name", ["yolov4", "yolov4-tiny", "yolov4-tiny-3l", "yolov4-csp", "yolov4x-mish",
+                                  "yolov4-custom", "yolov3", "yolov3-tiny"])
+def test_cfg_round_trip_is_byte_identical(shared_data, tmp_path, name):
+    src = shared_data / "darknet" / "cfg" / (name + ".cfg")
+    out = save_cfg(load_darknet(src), tmp_path / (name + ".cfg"))
+    assert filecmp.cmp(out, src, shallow=False)
