@@ -13,7 +13,7 @@ pytest.importorskip("onnxconverter_common")
 from yolo4.convert import export_onnx, reference_input  # noqa: E402
 from yolo4.convert.fp16 import float32_outputs, remove_cast_round_trips  # noqa: E402
 from yolo4.convert.graph import decode_nodes, op_counts  # noqa: E402
-from yolo4.runtime.model_info import ModelInfo  # noqa: E402
+from yolo4.model_info import ModelInfo  # noqa: E402
 
 HW = (416, 416)
 

@@ -15,7 +15,7 @@ onnxruntime = pytest.importorskip("onnxruntime")
 from yolo4.convert import ExportVerificationError, export_cached, export_onnx, reference_input  # noqa: E402
 from yolo4.convert import onnx_export as onnx_export_mod  # noqa: E402
 from yolo4.errors import Yolo4Error  # noqa: E402
-from yolo4.runtime.model_info import ModelInfo  # noqa: E402
+from yolo4.model_info import ModelInfo  # noqa: E402
 
 pytestmark = pytest.mark.shared
 HW = (416, 416)

@@ -43,7 +43,7 @@ def load_torch_model(cfg: Optional[str] = None, weights: Optional[str] = None,
 
     name_list = None
     if names is not None:
-        from .data.names import load_names
+        from .data.names import resolve_names as load_names
         name_list = load_names(names)
     if checkpoint is not None:
         module = load_checkpoint(checkpoint)
@@ -88,7 +88,7 @@ def open_backend(backend: str = "onnxruntime", cfg: Optional[str] = None, weight
             log("warning: %s has a fixed input size %dx%d; --img-size %d ignored"
                 % (onnx, be.info.input_hw[1], be.info.input_hw[0], img_size))
         if names is not None:
-            from .data.names import load_names
+            from .data.names import resolve_names as load_names
             be.info.names = load_names(names)
         return be
     module = load_torch_model(cfg, weights, checkpoint, names, log=log)

@@ -1,20 +1,38 @@
-"""torch -> ONNX export (decode in graph, simplified, FP16 option, verified with ONNX Runtime).
+"""Model conversion: torch -> ONNX export (decode in graph, simplified, FP16, verified), and later the
+torch-free ONNX -> TensorRT engine builder.
 
-See :mod:`yolo4.convert.onnx_export` for the graph contract and the opset/Mish choice, and
-:mod:`yolo4.convert.fp16` for the FP16 conversion.
+Submodules are imported on first use (PEP 562 ``__getattr__``), so ``import yolo4.convert`` and the
+torch-free submodules load neither torch nor onnx: the engine builder placed here runs on a Jetson
+without torch. ``from yolo4.convert import export_onnx`` imports the exporter (and torch) then.
 """
 
-from .onnx_export import (
-    DEFAULT_OPSET,
-    ExportResult,
-    ExportVerificationError,
-    VerifyResult,
-    export_cached,
-    export_onnx,
-    reference_input,
-    state_digest,
-    verify_onnx,
-)
+import importlib
+from typing import Any, Dict
 
-__all__ = ["DEFAULT_OPSET", "ExportResult", "ExportVerificationError", "VerifyResult", "export_cached",
-           "export_onnx", "reference_input", "state_digest", "verify_onnx"]
+#: public name -> submodule that defines it (imported lazily)
+_EXPORTS: Dict[str, str] = {
+    "DEFAULT_OPSET": "onnx_export",
+    "ExportResult": "onnx_export",
+    "ExportVerificationError": "onnx_export",
+    "VerifyResult": "onnx_export",
+    "export_cached": "onnx_export",
+    "export_onnx": "onnx_export",
+    "reference_input": "onnx_export",
+    "state_digest": "onnx_export",
+    "verify_onnx": "onnx_export",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module("." + module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

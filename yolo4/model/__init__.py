@@ -64,17 +64,9 @@ def _load_names(names: NamesArg) -> Optional[List[str]]:
     if names is None:
         return None
     if isinstance(names, (str, os.PathLike)):
-        p = os.fspath(names)
-        if not os.path.exists(p):
-            from yolo4.assets import resolve_names
+        from yolo4.data.names import resolve_names
 
-            p = os.fspath(resolve_names(p))
-        try:
-            from yolo4.data.names import load_names
-        except ImportError:  # pragma: no cover - data helper not installed
-            with open(p, encoding="utf-8") as f:
-                return [ln.strip() for ln in f if ln.strip()]
-        return list(load_names(p))
+        return resolve_names(names)
     return [str(n) for n in names]
 
 
@@ -86,7 +78,8 @@ def load_darknet(cfg: Union[str, "os.PathLike[str]"], weights: Optional[Union[st
         cfg: cfg path or known model name (``"yolov4-tiny"``, resolved by ``yolo4.assets.resolve_cfg``).
         weights: .weights path or known name (``yolo4.assets.resolve_weights``), or None (random
             init: torch defaults, head convs with the priors of :meth:`Darknet.init_heads`).
-        names: class names (list), a names file, or a known names asset (``"coco"``); None = unknown.
+        names: class names (list), a ``.names`` file, or a built-in list (``"coco"``, ``"voc"``);
+            None = unknown (``model_info()`` then gives COCO's names to an 80-class model).
         num_classes: re-head for this many classes: every ``[yolo]`` gets ``classes=num_classes``
             and the conv before it ``filters=(num_classes+5)*len(mask)``; all other layers load
             from ``weights`` (read against the ORIGINAL cfg), the head convs get a fresh init

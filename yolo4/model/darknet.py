@@ -209,23 +209,24 @@ class Darknet(nn.Module):
         return hashlib.sha256(self.cfg_text.encode("utf-8")).hexdigest()
 
     def model_info(self, names: Optional[Sequence[str]] = None):
-        """The :class:`yolo4.runtime.model_info.ModelInfo` of this model.
+        """The :class:`yolo4.model_info.ModelInfo` of this model.
 
         Args:
-            names: class names; default :attr:`names`, else COCO's names when C == 80 (via
-                ``yolo4.assets.resolve_names("coco")``), else ``class0 .. class{C-1}``.
+            names: class names; default :attr:`names`, else :func:`yolo4.data.names.default_names`
+                (COCO's built-in names when C == 80, else ``class0 .. class{C-1}``).
 
         Raises:
             ValueError: ``names`` has a length other than C.
         """
         from yolo4 import __version__
-        from yolo4.runtime.model_info import ModelInfo
+        from yolo4.data.names import default_names
+        from yolo4.model_info import ModelInfo
 
         C = self.num_classes
         if names is None:
             names = self.names
         if names is None:
-            names = _default_names(C)
+            names = default_names(C)
         names = [str(n) for n in names]
         if len(names) != C:
             raise ValueError(f"{len(names)} class names for a {C}-class model")
@@ -245,18 +246,3 @@ def _flag(v) -> bool:
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             return bool(v.item())
     return bool(v)
-
-
-def _default_names(num_classes: int) -> List[str]:
-    if num_classes == 80:
-        try:
-            from yolo4.assets import resolve_names
-
-            path = resolve_names("coco")
-            with open(path, encoding="utf-8") as f:
-                lines = [ln.strip() for ln in f if ln.strip()]
-            if len(lines) == 80:
-                return lines
-        except Exception:  # no assets module / mirror / network: generic names
-            pass
-    return [f"class{i}" for i in range(num_classes)]

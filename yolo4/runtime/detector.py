@@ -45,7 +45,7 @@ class Detector:
 
     @property
     def info(self):
-        """The backend's :class:`~yolo4.runtime.model_info.ModelInfo`."""
+        """The backend's :class:`~yolo4.model_info.ModelInfo`."""
         return self.backend.info
 
     def detect(self, images: Sequence[np.ndarray]) -> List[Detections]:

@@ -9,7 +9,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ..model_info import ModelInfo
+from ...model_info import ModelInfo
 
 __all__ = ["Backend"]
 
@@ -18,7 +18,7 @@ class Backend(abc.ABC):
     """A loaded model that maps a preprocessed batch to decoded boxes and scores.
 
     Attributes:
-        info: the model's :class:`~yolo4.runtime.model_info.ModelInfo` (names, input size, resize
+        info: the model's :class:`~yolo4.model_info.ModelInfo` (names, input size, resize
             mode, NMS kind).
         name: short backend name (``"onnxruntime"``, ``"torch"``, ...).
 

@@ -1,7 +1,7 @@
 """ONNX Runtime backend: runs a yolo4-exported ``.onnx`` (decoded outputs, no NMS in graph).
 
 The model's :class:`ModelInfo` comes from the ONNX ``metadata_props`` written by
-``yolo4.convert.onnx_export`` (keys :data:`yolo4.runtime.model_info.METADATA_KEYS`). The graph must
+``yolo4.convert.onnx_export`` (keys :data:`yolo4.model_info.METADATA_KEYS`). The graph must
 have one input (``[B, 3, H, W]``, float32 or float16) and outputs ``boxes [B, N, 4]`` and
 ``scores [B, N, C]`` (found by name, else the first two outputs). FP16 models take and return
 float32 here (cast at the boundary). A model with a fixed batch dimension accepts any batch: it is
@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ...errors import ModelFileError
-from ..model_info import ModelInfo
+from ...model_info import ModelInfo
 from .base import Backend, check_batch
 
 __all__ = ["OnnxRuntimeBackend", "physical_cores", "read_onnx_model_info"]
@@ -67,16 +67,7 @@ def read_onnx_model_info(meta: Dict[str, str], path: str) -> ModelInfo:
     Raises:
         ModelFileError: the metadata is absent or invalid (message names ``path``).
     """
-    if "names" not in meta and "input_hw" not in meta:
-        raise ModelFileError("ONNX model has no yolo4 metadata (metadata_props 'names', 'input_hw'); "
-                             "export it with `yolo4 export`", path)
-    try:
-        return ModelInfo.from_metadata(meta)
-    except KeyError as e:
-        raise ModelFileError(f"ONNX model lacks yolo4 metadata key {e}; export it with `yolo4 export`",
-                             path) from None
-    except (ValueError, TypeError, IndexError) as e:
-        raise ModelFileError(f"ONNX model has invalid yolo4 metadata: {e}", path) from None
+    return ModelInfo.from_metadata(meta, path)
 
 
 class OnnxRuntimeBackend(Backend):

@@ -12,7 +12,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..model_info import ModelInfo
+from ...model_info import ModelInfo
 from .base import Backend, check_batch
 
 __all__ = ["TorchBackend"]
