@@ -133,7 +133,7 @@ def test_load_training_checkpoint_rejects_foreign_files(tmp_path):
     with pytest.raises(WeightsError, match="not a yolo4 checkpoint"):
         load_training_checkpoint(tmp_path / "other.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a zip")
-    with pytest.raises(WeightsError, match="cannot read"):
+    with pytest.raises(WeightsError, match="not a PyTorch checkpoint"):
         load_training_checkpoint(tmp_path / "junk.pt")
 
 

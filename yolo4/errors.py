@@ -54,3 +54,13 @@ class AssetError(Yolo4Error):
 
 class ModelFileError(Yolo4Error):
     """An ONNX model (or engine) file that is missing, invalid or lacks yolo4 metadata."""
+
+
+class Yolo4Warning(UserWarning):
+    """A one-line warning about user input that does not stop the work (the CLI prints
+    ``warning: <message>``)."""
+
+
+class CfgWarning(Yolo4Warning):
+    """A darknet cfg line that is accepted but suspicious: an unknown or repeated key (darknet prints
+    "Unused field"). The message names the file and line."""

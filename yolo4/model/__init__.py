@@ -16,6 +16,7 @@ from typing import List, Optional, Sequence, Union
 
 from yolo4.errors import AssetError, CfgError, DataError, WeightsError
 from yolo4.model.cfg import Section, build_specs, parse_cfg, read_cfg_text, rehead_cfg_text, write_cfg
+from yolo4.model.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, read_checkpoint
 from yolo4.model.darknet import Darknet
 from yolo4.model.layers import YoloLayer
 from yolo4.model.weights import (
@@ -29,10 +30,7 @@ from yolo4.model.weights import (
 
 __all__ = ["Darknet", "YoloLayer", "Section", "load_darknet", "load_weights", "save_darknet_weights",
            "save_cfg", "load_checkpoint", "parse_cfg", "write_cfg", "build_specs", "weights_file_size",
-           "CHECKPOINT_FORMAT"]
-
-#: ``format`` value of yolo4 training checkpoints (see spec: torch.save dict, weights_only loadable)
-CHECKPOINT_FORMAT = "yolo4-checkpoint"
+           "CHECKPOINT_FORMAT", "read_checkpoint"]
 
 NamesArg = Union[None, str, "os.PathLike[str]", Sequence[str]]
 
@@ -126,43 +124,3 @@ def save_cfg(module: Darknet, path: Union[str, "os.PathLike[str]"]) -> Path:
     """Write ``module.cfg_text`` (re-headed cfgs carry their new classes/filters) atomically."""
     text = module.cfg_text if module.cfg_text.endswith("\n") else module.cfg_text + "\n"
     return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def load_checkpoint(path: Union[str, "os.PathLike[str]"]) -> Darknet:
-    """Load a yolo4 training checkpoint (the trainer's ``.pt``) as an eval-mode :class:`Darknet`.
-
-    The file is a ``torch.save`` dict loadable with ``torch.load(weights_only=True)``:
-    ``{"format": "yolo4-checkpoint", "version": 1, "cfg_text": str, "names": [str], "model":
-    state_dict (EMA weights when EMA was used), ...}``. ``names`` are set on the module.
-
-    Raises:
-        WeightsError: missing/unreadable file, not a yolo4 checkpoint, or a state dict that does not
-            fit its cfg. CfgError: the embedded cfg is invalid.
-    """
-    import torch
-
-    p = os.fspath(path)
-    if not os.path.isfile(p):
-        raise WeightsError("checkpoint file not found", p)
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a corrupt/foreign file
-        raise WeightsError(f"cannot read checkpoint ({str(e).splitlines()[0][:200]})", p) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise WeightsError(f"not a yolo4 checkpoint (no format={CHECKPOINT_FORMAT!r})", p)
-    for k in ("cfg_text", "model"):
-        if k not in ckpt:
-            raise WeightsError(f"checkpoint lacks {k!r}", p)
-    model = Darknet(ckpt["cfg_text"], path=p, init=False)
-    try:
-        model.load_state_dict(ckpt["model"], strict=True)
-    except RuntimeError as e:
-        raise WeightsError(f"state dict does not match the checkpoint's cfg: {str(e).splitlines()[0][:300]}",
-                           p) from None
-    names = ckpt.get("names")
-    if names is not None:
-        names = [str(n) for n in names]
-        if len(names) != model.num_classes:
-            raise WeightsError(f"{len(names)} names for a {model.num_classes}-class model", p)
-    model.names = names
-    return model.eval()

@@ -19,11 +19,10 @@ from typing import Any, Dict, Optional, Union
 import torch
 
 from .. import __version__
-from ..errors import WeightsError
 from ..fileio import atomic_path
-
-FORMAT = "yolo4-checkpoint"
-VERSION = 1
+from ..model.checkpoint import CHECKPOINT_FORMAT as FORMAT
+from ..model.checkpoint import CHECKPOINT_VERSION as VERSION
+from ..model.checkpoint import read_checkpoint
 
 
 def _plain(obj: Any) -> Any:
@@ -89,21 +88,9 @@ def save_checkpoint(ckpt: Dict[str, Any], path: Union[str, "os.PathLike[str]"]) 
 
 
 def load_training_checkpoint(path: Union[str, "os.PathLike[str]"]) -> Dict[str, Any]:
-    """Read a checkpoint for resuming (``torch.load(weights_only=True)``, CPU tensors).
+    """Read a checkpoint for resuming: :func:`yolo4.model.checkpoint.read_checkpoint`.
 
     Raises:
         WeightsError: missing file, not loadable, or not a ``yolo4-checkpoint`` of a known version.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError("checkpoint not found (nothing to resume)", path)
-    try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling error is a bad file
-        raise WeightsError(f"cannot read checkpoint: {str(e).splitlines()[0]}", path) from e
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise WeightsError("not a yolo4 checkpoint (format key missing)", path)
-    if int(ckpt.get("version", 0)) > VERSION:
-        raise WeightsError(f"checkpoint version {ckpt.get('version')} is newer than this yolo4 reads "
-                           f"({VERSION})", path)
-    return ckpt
+    return read_checkpoint(path)
