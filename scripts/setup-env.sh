@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv (once) and installs yolo4 with the extras given as $1 (default: train,export,dev).
+# Creates .venv (once) and installs yolo4 with the extras given as $1 (default: train,export,dev),
+# through constraints.txt: the exact versions the test suite passed with (reproducible installs).
 # Sourced by scripts/demo.sh and scripts/test.sh. torch is pinned to the CPU build 2.13.0.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -8,9 +9,9 @@ if [ ! -x "$root/.venv/bin/python" ]; then
   python3 -m venv "$root/.venv"
 fi
 stamp="$root/.venv/.yolo4-installed-$extras"
-if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
-  "$root/.venv/bin/python" -m pip install -q --upgrade pip
-  "$root/.venv/bin/python" -m pip install -q -e "$root[$extras]"
+if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ] || [ "$root/constraints.txt" -nt "$stamp" ]; then
+  "$root/.venv/bin/python" -m pip install -q -c "$root/constraints.txt" --upgrade pip
+  "$root/.venv/bin/python" -m pip install -q -c "$root/constraints.txt" -e "$root[$extras]"
   touch "$stamp"
 fi
 export PATH="$root/.venv/bin:$PATH"

@@ -1,6 +1,8 @@
 """Shared fixtures: the real data in ../shared/data, used read-only through the asset mirror."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,3 +36,51 @@ def tiny(shared_data):
 
     return load_darknet(shared_data / "darknet" / "cfg" / "yolov4-tiny.cfg",
                         shared_data / "weights" / "yolov4-tiny.weights")
+
+
+#: the installed console script (``pip install -e .`` puts it beside the interpreter), or None
+YOLO4_SCRIPT = Path(sys.executable).parent / ("yolo4.exe" if os.name == "nt" else "yolo4")
+
+
+def run_cli(*args, env=None, cwd=None, script=None, timeout=600):
+    """Run the ``yolo4`` command in a subprocess, as a user does.
+
+    Uses the installed console script when it exists (``script=True`` requires it and skips the
+    test otherwise), else ``python -m yolo4.cli``. ``env`` entries are added to the environment
+    (a value of None removes the variable). Returns the ``CompletedProcess`` (text stdout/stderr).
+    """
+    e = dict(os.environ)
+    for k, v in (env or {}).items():
+        if v is None:
+            e.pop(k, None)
+        else:
+            e[k] = str(v)
+    e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")
+    if script or (script is None and YOLO4_SCRIPT.is_file()):
+        if not YOLO4_SCRIPT.is_file():
+            pytest.skip("the yolo4 console script is not installed (pip install -e .)")
+        cmd = [str(YOLO4_SCRIPT)]
+    else:
+        cmd = [sys.executable, "-m", "yolo4.cli"]
+    return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, env=e,
+                          cwd=cwd or REPO, timeout=timeout)
+
+
+def assert_user_error(proc, *needles):
+    """Exit status 2, one ``error:`` line on stderr naming what is wrong, no traceback; returns the line."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, proc.stderr
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    return lines[0]
+
+
+def assert_usage_error(proc, *needles):
+    """typer's usage error: exit status 2, a ``Usage: yolo4 ...`` line, no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    out = proc.stdout + proc.stderr
+    assert "Traceback" not in out and "Usage: yolo4" in out, out
+    for n in needles:
+        assert n in out, (n, out)

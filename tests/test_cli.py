@@ -1,33 +1,10 @@
 """The `yolo4` command as users run it: a real subprocess, exit codes, one-line errors, outputs."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def run_cli(*args, env=None, cwd=None):
-    e = dict(os.environ)
-    e.update(env or {})
-    e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, "-m", "yolo4.cli", *map(str, args)], capture_output=True,
-                          text=True, env=e, cwd=cwd or REPO, timeout=600)
-
-
-def assert_user_error(proc, *needles):
-    """Exit status 2, one `error:` line on stderr naming what is wrong, no traceback."""
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1, proc.stderr
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    return lines[0]
+from .conftest import assert_usage_error, assert_user_error, run_cli
 
 
 @pytest.mark.parametrize("cmd", ["train", "export", "infer", "eval"])
@@ -143,8 +120,10 @@ def test_eval_reports_bad_labels_with_file_and_line(shared_data, tmp_path):
     (root / "images" / "val" / "dog.jpg").write_bytes(src.read_bytes())
     (root / "labels" / "val" / "dog.txt").write_text("16 0.3 0.6 0.3 0.5\n85 0.5 0.5 0.1 0.1\n1 0.5 0.5 0 0.2\n")
     yaml = root / "data.yaml"
+    from yolo4.data.names import COCO_NAMES
+
     yaml.write_text("path: %s\ntrain: images/val\nval: images/val\nnames: %s\n"
-                    % (root, json.dumps([str(i) for i in range(80)])))
+                    % (root, json.dumps(list(COCO_NAMES))))
     p = run_cli("eval", "--data", yaml, "--cfg", "yolov4-tiny", "--weights", "yolov4-tiny", "--backend", "torch",
                 "--img-size", "320", "--save-json", tmp_path / "m.json")
     assert p.returncode == 0, p.stderr
@@ -204,3 +183,153 @@ def test_eval_coco128_torch_and_onnxruntime_agree(shared_data, tmp_path):
         assert abs(res["torch"][key] - res["onnxruntime"][key]) < 0.001
     # a real detector, not noise: the official tiny model scores well above chance on COCO images
     assert res["torch"]["map50"] > 0.3
+
+
+# ---------------------------------------------------------------- usage errors of the installed command
+
+
+@pytest.mark.parametrize("args, needle", [
+    ((), "Commands"),
+    (("frob",), "No such command"),
+    (("infer",), "Missing argument"),
+    (("infer", "x.jpg", "--bogus"), "No such option"),
+    (("infer", "x.jpg", "--conf", "2"), "--conf"),
+    (("eval",), "Missing option '--data'"),
+    (("export", "--cfg", "yolov4-tiny"), "Missing option '--output'"),
+    (("train", "--epochs", "0"), "--epochs"),
+])
+def test_console_script_usage_errors_exit_2(args, needle):
+    """The installed `yolo4` script (not `python -m`): usage message, exit 2, never a traceback."""
+    assert_usage_error(run_cli(*args, script=True), needle)
+
+
+# ---------------------------------------------------------------- outputs checked before the work
+
+
+def test_unwritable_outputs_fail_before_the_model_loads(tmp_path):
+    """Each output problem is reported before the (missing) model is even looked at."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder should go")
+    missing_cfg = tmp_path / "missing.cfg"
+    assert_user_error(run_cli("infer", "x.jpg", "--cfg", missing_cfg, "--output-dir", blocker / "out"),
+                      "blocker", "file is in the way")
+    assert_user_error(run_cli("infer", "x.jpg", "--cfg", missing_cfg, "--no-save", "--save-json", tmp_path),
+                      "is a folder")
+    assert_user_error(run_cli("eval", "--data", "coco128", "--cfg", missing_cfg, "--save-json",
+                              blocker / "m.json"), "blocker")
+    assert_user_error(run_cli("train", "--cfg", missing_cfg, "--data", "coco128", "--output-dir",
+                              blocker / "run"), "blocker")
+    assert_user_error(run_cli("export", "--cfg", missing_cfg, "--output", tmp_path), "is a folder")
+    assert blocker.read_text() == "a file where a folder should go"
+
+
+# ---------------------------------------------------------------- numbered run folders, unique outputs
+
+
+def test_run_folders_are_numbered_and_same_names_do_not_overwrite(shared_data, tmp_path):
+    dog = shared_data / "darknet" / "images" / "dog.jpg"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "dog.jpg").symlink_to(shared_data / "darknet" / "images" / "horses.jpg")
+    args = ("--cfg", "yolov4-tiny", "--weights", "yolov4-tiny", "--img-size", "320", "--backend", "torch")
+    p1 = run_cli("infer", dog, other / "dog.jpg", *args, cwd=tmp_path)
+    assert p1.returncode == 0, p1.stderr
+    first = sorted(x.name for x in (tmp_path / "runs" / "infer").iterdir())
+    assert first == ["dog.jpg", "dog_2.jpg"]
+    assert "Speed:" in p1.stdout and "ms inference" in p1.stdout
+    p2 = run_cli("infer", dog, *args, cwd=tmp_path)
+    assert p2.returncode == 0, p2.stderr
+    assert (tmp_path / "runs" / "infer2" / "dog.jpg").is_file()
+    assert sorted(x.name for x in (tmp_path / "runs" / "infer").iterdir()) == first
+    p3 = run_cli("infer", dog, *args, "--exist-ok", cwd=tmp_path)
+    assert p3.returncode == 0 and not (tmp_path / "runs" / "infer3").exists()
+
+
+# ---------------------------------------------------------------- class names never go missing
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_offline_local_cfg_weights_get_coco_names(shared_data, tmp_path, backend):
+    """An air-gapped user with only darknet's two files (no mirror, no network) sees real names."""
+    (tmp_path / "yolov4-tiny.cfg").symlink_to(shared_data / "darknet" / "cfg" / "yolov4-tiny.cfg")
+    (tmp_path / "yolov4-tiny.weights").symlink_to(shared_data / "weights" / "yolov4-tiny.weights")
+    dog = shared_data / "darknet" / "images" / "dog.jpg"
+    env = {"YOLO4_OFFLINE": "1", "YOLO4_ASSET_MIRROR": None, "YOLO4_CACHE_DIR": tmp_path / "cache"}
+    p = run_cli("infer", dog, "--cfg", "./yolov4-tiny.cfg", "--weights", "./yolov4-tiny.weights", "--backend",
+                backend, "--no-save", env=env, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    for name in ("dog 0.8", "truck 0.8", "bicycle 0.6"):
+        assert name in p.stdout, p.stdout
+    assert "class16" not in p.stdout and "warning" not in p.stderr
+
+
+def test_generic_names_warn_once_and_names_option_fixes_it(tmp_path):
+    cfg = tmp_path / "two.cfg"
+    cfg.write_text("[net]\nwidth=64\nheight=64\nchannels=3\n\n[convolutional]\nfilters=8\nsize=3\nstride=2\n"
+                   "pad=1\nactivation=leaky\n\n[convolutional]\nfilters=21\nsize=1\nstride=1\nactivation=linear\n\n"
+                   "[yolo]\nmask=0,1,2\nanchors=10,14, 23,27, 37,58\nclasses=2\nnum=3\n")
+    import cv2
+    import numpy as np
+
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), np.full((64, 64, 3), 127, np.uint8))
+    p = run_cli("infer", img, "--cfg", cfg, "--backend", "torch", "--no-save", "--conf", "0.0001")
+    assert p.returncode == 0, p.stderr
+    warns = [ln for ln in p.stderr.splitlines() if "--names" in ln]
+    assert len(warns) == 1 and warns[0].startswith("warning:")
+    names = tmp_path / "two.names"
+    names.write_text("cat\ndog\n")
+    q = run_cli("infer", img, "--cfg", cfg, "--backend", "torch", "--no-save", "--conf", "0.0001",
+                "--names", names)
+    assert q.returncode == 0 and "--names" not in q.stderr
+    assert "class0" not in q.stdout and ("cat" in q.stdout or "dog" in q.stdout)
+    bad = tmp_path / "three.names"
+    bad.write_text("a\nb\nc\n")
+    assert_user_error(run_cli("infer", img, "--cfg", cfg, "--backend", "torch", "--no-save", "--names", bad),
+                      "three.names")
+
+
+def _permuted_coco128_subset(shared_data, root, n, perm):
+    """The first ``n`` labelled coco128 images (symlinked) with class ids relabelled ``k -> perm[k]``
+    and names listed in that order, so the labels mean exactly what they meant before."""
+    from yolo4.data.names import COCO_NAMES
+
+    img_dir, lab_dir = root / "images", root / "labels"
+    img_dir.mkdir(parents=True)
+    lab_dir.mkdir()
+    src_labels = sorted((shared_data / "coco128" / "labels" / "train2017").glob("*.txt"))[:n]
+    for lab in src_labels:
+        img = shared_data / "coco128" / "images" / "train2017" / (lab.stem + ".jpg")
+        (img_dir / img.name).symlink_to(img)
+        lines = []
+        for ln in lab.read_text().splitlines():
+            parts = ln.split()
+            if parts:
+                lines.append(" ".join([str(perm[int(parts[0])])] + parts[1:]))
+        (lab_dir / lab.name).write_text("\n".join(lines) + "\n")
+    names = [None] * 80
+    for k, name in enumerate(COCO_NAMES):
+        names[perm[k]] = name
+    yaml = root / "data.yaml"
+    yaml.write_text("path: %s\ntrain: images\nval: images\nnames: %s\n" % (root, json.dumps(names)))
+    return yaml
+
+
+def test_eval_refuses_classes_in_another_order_and_maps_them_by_name(shared_data, tmp_path):
+    """BCCD-style mistake: a dataset whose class list is the model's in another order scores silently
+    wrong today. It is refused; with --match-names it scores exactly like the identity order."""
+    ident = _permuted_coco128_subset(shared_data, tmp_path / "ident", 12, list(range(80)))
+    perm = list(range(80))[::-1]
+    rev = _permuted_coco128_subset(shared_data, tmp_path / "rev", 12, perm)
+    model = ("--cfg", "yolov4-tiny", "--weights", "yolov4-tiny", "--img-size", "320", "--backend", "torch")
+    assert_user_error(run_cli("eval", "--data", rev, *model), "another order", "--match-names")
+    res = {}
+    for tag, yaml, extra in (("ident", ident, ()), ("rev", rev, ("--match-names",))):
+        js = tmp_path / (tag + ".json")
+        p = run_cli("eval", "--data", yaml, *model, *extra, "--save-json", js)
+        assert p.returncode == 0, p.stderr
+        res[tag] = json.loads(js.read_text())
+        assert "AP50-95" in p.stdout and "Speed:" in p.stdout  # per-class table and speed line
+    assert res["ident"]["map50"] > 0.2
+    for k in ("map50_95", "map50", "precision", "recall"):
+        assert res["rev"][k] == pytest.approx(res["ident"][k], abs=1e-9), k

@@ -81,14 +81,15 @@ RED, GREEN, BLUE, BLACK = (0, 0, 255), (0, 255, 0), (255, 0, 0), (0, 0, 0)
 
 
 @pytest.fixture()
-def tiny(tmp_path):
+def quadrant_onnx(tmp_path):
+    """The weight-free quadrant ONNX model (``_tiny_onnx``), not the real yolov4-tiny of conftest."""
     return _tiny_onnx(tmp_path / "tiny.onnx")
 
 
 # ---------------------------------------------------------------- onnxruntime
 
-def test_onnxruntime_reads_metadata_and_runs(tiny):
-    with create_backend("onnxruntime", path=tiny) as be:
+def test_onnxruntime_reads_metadata_and_runs(quadrant_onnx):
+    with create_backend("onnxruntime", path=quadrant_onnx) as be:
         assert isinstance(be, Backend) and be.info == _info() and be.fixed_batch is None
         assert "CPUExecutionProvider" in be.providers
         batch = np.zeros((3, 3, 64, 64), np.float32)
@@ -104,11 +105,11 @@ def test_onnxruntime_reads_metadata_and_runs(tiny):
     assert np.allclose(scores, expected)
 
 
-def test_onnxruntime_fixed_batch_splits_and_pads(tmp_path, tiny):
+def test_onnxruntime_fixed_batch_splits_and_pads(tmp_path, quadrant_onnx):
     fixed = _tiny_onnx(tmp_path / "fixed.onnx", batch=2)
     rng = np.random.default_rng(0)
     batch = rng.uniform(0, 1, (5, 3, 64, 64)).astype(np.float32)
-    with OnnxRuntimeBackend(fixed) as fb, OnnxRuntimeBackend(tiny) as db:
+    with OnnxRuntimeBackend(fixed) as fb, OnnxRuntimeBackend(quadrant_onnx) as db:
         assert fb.fixed_batch == 2
         b1, s1 = fb(batch)
         b2, s2 = db(batch)
@@ -128,19 +129,19 @@ def test_onnxruntime_fp16_model_takes_and_returns_float32(tmp_path):
     assert scores[0, 1, 1] == pytest.approx(0.25, abs=1e-3) and np.allclose(boxes, QUADRANTS)
 
 
-def test_onnxruntime_options(tiny):
-    with OnnxRuntimeBackend(tiny, intra_op_num_threads=1, graph_optimization_level="basic",
+def test_onnxruntime_options(quadrant_onnx):
+    with OnnxRuntimeBackend(quadrant_onnx, intra_op_num_threads=1, graph_optimization_level="basic",
                             execution_mode="parallel", providers=["CPUExecutionProvider"]) as be:
         assert be(np.zeros((1, 3, 64, 64), np.float32))[1].shape == (1, 4, 3)
-    with OnnxRuntimeBackend(tiny, threads=2) as be:  # the CLI's --threads
+    with OnnxRuntimeBackend(quadrant_onnx, threads=2) as be:  # the CLI's --threads
         assert be(np.zeros((2, 3, 64, 64), np.float32))[0].shape == (2, 4, 4)
     with pytest.raises(ValueError, match="graph_optimization_level"):
-        OnnxRuntimeBackend(tiny, graph_optimization_level="max")
+        OnnxRuntimeBackend(quadrant_onnx, graph_optimization_level="max")
     assert physical_cores() >= 1
 
 
-def test_onnxruntime_bad_batch_shape(tiny):
-    with OnnxRuntimeBackend(tiny) as be, pytest.raises(ValueError, match="64x64"):
+def test_onnxruntime_bad_batch_shape(quadrant_onnx):
+    with OnnxRuntimeBackend(quadrant_onnx) as be, pytest.raises(ValueError, match="64x64"):
         be(np.zeros((1, 3, 32, 32), np.float32))
 
 
@@ -180,10 +181,10 @@ def test_runtime_imports_neither_torch_nor_onnxruntime():
 
 # ---------------------------------------------------------------- detector
 
-def test_detector_plain_resize_maps_to_original_pixels(tiny):
+def test_detector_plain_resize_maps_to_original_pixels(quadrant_onnx):
     img = _quadrant_image(128, 96, [RED, BLACK, BLACK, BLUE])
     img2 = _quadrant_image(64, 64, [BLACK, GREEN, BLACK, BLACK])
-    with OnnxRuntimeBackend(tiny) as be:
+    with OnnxRuntimeBackend(quadrant_onnx) as be:
         d1, d2 = Detector(be, conf=0.25).detect([img, img2])
     # plain resize 128x96 -> 64x64: quadrant boxes scale by 2 and 1.5
     assert d1.class_ids.tolist() == [0, 2] and np.allclose(d1.scores, 1.0)
@@ -241,10 +242,10 @@ class _FakeDarknet:
         return Fake()
 
 
-def test_torch_backend_matches_onnxruntime_on_fake_module(tiny):
+def test_torch_backend_matches_onnxruntime_on_fake_module(quadrant_onnx):
     rng = np.random.default_rng(1)
     batch = rng.uniform(0, 1, (3, 3, 64, 64)).astype(np.float32)
-    with create_backend("torch", module=_FakeDarknet(), device="cpu") as tb, OnnxRuntimeBackend(tiny) as ob:
+    with create_backend("torch", module=_FakeDarknet(), device="cpu") as tb, OnnxRuntimeBackend(quadrant_onnx) as ob:
         assert tb.info.names == NAMES and tb.fixed_batch is None
         bt, st = tb(batch)
         bo, so = ob(batch)
@@ -260,10 +261,6 @@ def test_torch_backend_real_yolov4_tiny_on_dog(shared_data):
     .87, .82, .61). Darknet is multi-label, so per-class NMS may add a second label on the truck
     (car); class-agnostic NMS leaves exactly the three."""
     pytest.importorskip("torch")
-    try:
-        from yolo4.model import load_darknet  # noqa: F401
-    except ImportError as e:
-        pytest.skip(f"yolo4.model not available yet: {e}")
     from yolo4.data.images import imread
 
     names = (shared_data / "darknet" / "coco.names").read_text().splitlines()[:80]
@@ -286,3 +283,72 @@ def test_torch_backend_real_yolov4_tiny_on_dog(shared_data):
     # the dog is in the lower left of the 768x576 picture
     dog = det.boxes[per_class.index("dog")]
     assert dog[0] < w / 2 and dog[3] > h / 2
+
+
+# ---------------------------------------------------------------- the Backend template
+
+
+class _Recorder(Backend):
+    """A pure-numpy backend that records the chunk sizes its _forward sees."""
+
+    name = "recorder"
+
+    def __init__(self, fixed=None, maximum=None):
+        self.info = ModelInfo(names=["a", "b"], input_hw=(32, 64))
+        self._fixed, self._max, self.calls, self.released = fixed, maximum, [], 0
+
+    @property
+    def fixed_batch(self):
+        return self._fixed
+
+    @property
+    def max_batch(self):
+        return self._max if self._max is not None else self._fixed
+
+    def _forward(self, batch):
+        if self._fixed is not None:
+            assert batch.shape[0] == self._fixed
+        self.calls.append(batch.shape[0])
+        b = batch.shape[0]
+        boxes = np.repeat(batch[:, 0, 0, :4][:, None, :], 5, axis=1)  # depends on the image
+        return np.ascontiguousarray(boxes, np.float32), np.zeros((b, 5, 2), np.float32)
+
+    def _release(self):
+        self.released += 1
+
+
+@pytest.mark.parametrize("fixed, maximum, n, calls", [
+    (None, None, 7, [7]), (None, 3, 7, [3, 3, 1]), (None, 3, 2, [2]), (4, None, 7, [4, 4]), (4, None, 4, [4]),
+])
+def test_backend_template_splits_pads_and_keeps_order(fixed, maximum, n, calls):
+    be = _Recorder(fixed, maximum)
+    batch = np.random.default_rng(0).uniform(0, 1, (n, 3, 32, 64)).astype(np.float32)
+    boxes, scores = be(batch)
+    assert be.calls == calls
+    assert boxes.shape == (n, 5, 4) and scores.shape == (n, 5, 2)
+    assert np.array_equal(boxes[:, 0], batch[:, 0, 0, :4])  # each row is its own image's, in order
+
+
+def test_backend_template_checks_shape_and_closed_state():
+    be = _Recorder()
+    with pytest.raises(ValueError, match="model input is 32x64"):
+        be(np.zeros((1, 3, 64, 64), np.float32))
+    with pytest.raises(ValueError, match=r"\[B,3,H,W\]"):
+        be(np.zeros((3, 32, 64), np.float32))
+    be.close()
+    be.close()
+    assert be.released == 1
+    with pytest.raises(RuntimeError, match="closed"):
+        be(np.zeros((1, 3, 32, 64), np.float32))
+
+
+def test_model_forms_and_default_backends():
+    from yolo4.errors import Yolo4Error
+    from yolo4.runtime.backends import default_backend, model_form
+
+    assert [model_form(p) for p in ("m.ONNX", "a.engine", "a.plan", "best.pt", "y.cfg")] == \
+        ["onnx", "engine", "engine", "checkpoint", "cfg"]
+    assert default_backend("onnx") == "onnxruntime" and default_backend("cfg") == "onnxruntime"
+    assert default_backend("engine") == "tensorrt"
+    with pytest.raises(Yolo4Error, match="model.tflite: unknown model file type"):
+        model_form("model.tflite")

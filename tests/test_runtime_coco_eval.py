@@ -31,7 +31,8 @@ def _det(boxes, classes, scores=None):
 def test_perfect_predictions_give_map_1():
     preds = {i: _det(b, c) for i, (b, c) in BOXES.items()}
     r = evaluate(_split(), preds)
-    assert set(r) == set(METRIC_KEYS) | {"num_images", "num_detections"}
+    assert set(r) == set(METRIC_KEYS) | {"num_images", "num_detections", "precision", "recall",
+                                         "pr_score_threshold", "per_class"}
     for k in ("map50_95", "map50", "map75", "map_medium", "map_large"):
         assert r[k] == pytest.approx(1.0), k
     assert r["map_small"] == -1.0  # no small ground truth: pycocotools' "absent"
@@ -81,3 +82,40 @@ def test_quiet_unless_verbose(capsys):
     assert capsys.readouterr().out == ""
     evaluate(_split(), {}, verbose=True)
     assert "Average Precision" in capsys.readouterr().out
+
+
+def test_per_class_ap_and_precision_recall_by_hand():
+    """Class 0 (cat, 3 boxes) predicted perfectly; class 1 (dog, 3 boxes) only its image-2 box,
+    plus one dog false positive far from any box, and one cat detection below the threshold.
+    At score > 0.25, IoU .5: TP 3 + 1, FP 1, GT 6 -> P 4/5, R 4/6; dog: P 1/2, R 1/3."""
+    preds = {}
+    for i, (b, c) in BOXES.items():
+        keep = [k for k, cls in enumerate(c) if cls == 0 or i == 2]
+        preds[i] = _det([b[k] for k in keep], [c[k] for k in keep])
+    fp = _det([[300, 200, 380, 300]], [1], [0.8])
+    low = _det([[0, 0, 40, 40]], [0], [0.2])
+    preds[4] = Detections(np.concatenate([fp.boxes, low.boxes]), np.concatenate([fp.scores, low.scores]),
+                          np.concatenate([fp.class_ids, low.class_ids]))
+    r = evaluate(_split(), preds)
+    assert r["precision"] == pytest.approx(4 / 5) and r["recall"] == pytest.approx(4 / 6)
+    cat, dog = r["per_class"]
+    assert (cat["name"], cat["instances"], dog["name"], dog["instances"]) == ("cat", 3, "dog", 3)
+    assert cat["precision"] == pytest.approx(1.0) and cat["recall"] == pytest.approx(1.0)
+    assert dog["precision"] == pytest.approx(0.5) and dog["recall"] == pytest.approx(1 / 3)
+    assert cat["ap50"] == pytest.approx(1.0) and cat["ap50_95"] == pytest.approx(1.0)
+    # dog: the hit (0.9) ranks above the false positive (0.8): precision 1 up to recall 1/3, then
+    # nothing -> 34 of pycocotools' 101 recall points (0, .01, ..., .33) -> AP50 = 34/101
+    assert dog["ap50"] == pytest.approx(34 / 101, abs=1e-6)
+    # a higher threshold drops the false positive (0.8) but keeps the 0.9 hits
+    strict = evaluate(_split(), preds, pr_score_threshold=0.85)
+    assert strict["precision"] == pytest.approx(1.0) and strict["recall"] == pytest.approx(4 / 6)
+
+
+def test_per_class_table_lists_classes_with_ground_truth():
+    from yolo4.runtime.coco_eval import format_per_class
+
+    r = evaluate(_split(), {i: _det(b, c) for i, (b, c) in BOXES.items()})
+    lines = format_per_class(r)
+    assert lines[0].split() == ["class", "instances", "P", "R", "AP50", "AP50-95"]
+    assert [ln.split()[0] for ln in lines[1:]] == ["cat", "dog"]
+    assert lines[1].split()[1:] == ["3", "1.000", "1.000", "1.000", "1.000"]

@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 import yolo4.runtime.postprocess as pp
-from yolo4.runtime.postprocess import Detections, diou_nms, effective_beta, pairwise_diou, postprocess
+from yolo4.runtime.postprocess import (
+    Detections,
+    NmsParams,
+    diou_nms,
+    effective_beta,
+    pairwise_diou,
+    postprocess,
+)
 from yolo4.runtime.preprocess import Transform
 
 # ---------------------------------------------------------------- darknet reference (written here)
@@ -101,7 +108,7 @@ def test_kind_decides_suppression_hand_case():
     scores = np.array([[[0.9], [0.8]]], np.float32)
 
     def kept(kind, beta_nms):
-        return len(postprocess(boxes, scores, 0.25, 0.6, kind, beta_nms, input_hw=(10, 10))[0])
+        return len(postprocess(boxes, scores, NmsParams(0.25, 0.6, kind, beta_nms), input_hw=(10, 10))[0])
 
     assert kept("default", 0.6) == 1          # IoU 0.667 > 0.6
     assert kept("diounms", 0.6) == 2          # 0.667 - (4/244)^0.6 = 0.582 <= 0.6
@@ -121,8 +128,8 @@ def test_nms_runs_on_coordinates_normalized_by_input_size():
     scores = np.array([[[0.9], [0.8]]], np.float32)
     assert pairwise_diou(boxes[0, :1], boxes[0, 1:], 0.6)[0, 0] == pytest.approx(2 / 3 - (64 / 2404) ** 0.6)
     thr = 0.57
-    assert len(postprocess(boxes, scores, 0.25, thr, "diounms", 0.6, input_hw=(100, 400))[0]) == 1
-    assert len(postprocess(boxes, scores, 0.25, thr, "diounms", 0.6, input_hw=None)[0]) == 2
+    assert len(postprocess(boxes, scores, NmsParams(0.25, thr, "diounms", 0.6), input_hw=(100, 400))[0]) == 1
+    assert len(postprocess(boxes, scores, NmsParams(0.25, thr, "diounms", 0.6), input_hw=None)[0]) == 2
 
 
 def test_letterbox_transforms_switch_nms_frame_to_content_size():
@@ -132,7 +139,7 @@ def test_letterbox_transforms_switch_nms_frame_to_content_size():
     scores = np.array([[[0.9], [0.8]]], np.float32)
     t = Transform(scale_x=1.0, scale_y=1.0, pad_x=0.0, pad_y=150.0, orig_w=400, orig_h=100)
     assert t.content_wh == (400.0, 100.0)
-    args = (boxes, scores, 0.25, 0.57, "diounms", 0.6)
+    args = (boxes, scores, NmsParams(0.25, 0.57, "diounms", 0.6))
     assert len(postprocess(*args, input_hw=(400, 400))[0]) == 2
     assert len(postprocess(*args, input_hw=(400, 400), transforms=[t])[0]) == 1
 
@@ -142,10 +149,10 @@ def test_letterbox_transforms_switch_nms_frame_to_content_size():
 def test_threshold_is_strict_and_multilabel():
     boxes = np.array([[[0, 0, 10, 10], [50, 50, 60, 60]]], np.float32)
     scores = np.array([[[0.5, 0.75, 0.0], [0.25, 0.5, 0.5]]], np.float32)
-    (det,) = postprocess(boxes, scores, conf_thresh=0.5, input_hw=(64, 64))
+    (det,) = postprocess(boxes, scores, NmsParams(score_threshold=0.5), input_hw=(64, 64))
     # only scores > 0.5: box 0 class 1 (0.75); 0.5 itself is not a candidate
     assert det.class_ids.tolist() == [1] and det.scores.tolist() == [0.75]
-    (det,) = postprocess(boxes, scores, conf_thresh=0.3, input_hw=(64, 64))
+    (det,) = postprocess(boxes, scores, NmsParams(score_threshold=0.3), input_hw=(64, 64))
     # multi-label: box 0 -> classes 0 and 1; box 1 -> classes 1 and 2; identical boxes, different classes
     assert sorted(zip(det.class_ids.tolist(), det.scores.tolist())) == [(0, 0.5), (1, 0.5), (1, 0.75), (2, 0.5)]
     assert np.all(np.diff(det.scores) <= 0)
@@ -155,8 +162,8 @@ def test_threshold_is_strict_and_multilabel():
 def test_class_agnostic_vs_per_class():
     boxes = np.array([[[0, 0, 10, 10], [1, 0, 11, 10]]], np.float32)   # IoU 90/110 = .82
     scores = np.array([[[0.9, 0.0], [0.0, 0.8]]], np.float32)
-    (per_class,) = postprocess(boxes, scores, 0.25, 0.45, input_hw=(32, 32))
-    (agnostic,) = postprocess(boxes, scores, 0.25, 0.45, input_hw=(32, 32), agnostic=True)
+    (per_class,) = postprocess(boxes, scores, NmsParams(0.25, 0.45), input_hw=(32, 32))
+    (agnostic,) = postprocess(boxes, scores, NmsParams(0.25, 0.45, class_agnostic=True), input_hw=(32, 32))
     assert per_class.class_ids.tolist() == [0, 1]
     assert agnostic.class_ids.tolist() == [0] and agnostic.scores.tolist() == [pytest.approx(0.9)]
 
@@ -164,19 +171,19 @@ def test_class_agnostic_vs_per_class():
 def test_images_of_a_batch_do_not_suppress_each_other():
     boxes = np.tile(np.array([[[0, 0, 10, 10]]], np.float32), (3, 1, 1))
     scores = np.array([[[0.9]], [[0.8]], [[0.1]]], np.float32)
-    dets = postprocess(boxes, scores, 0.25, 0.45, input_hw=(32, 32))
+    dets = postprocess(boxes, scores, NmsParams(0.25, 0.45), input_hw=(32, 32))
     assert [len(d) for d in dets] == [1, 1, 0]
 
 
 def test_zero_candidates_and_empty_batch_shapes():
     boxes = np.zeros((2, 5, 4), np.float32)
     scores = np.zeros((2, 5, 3), np.float32)
-    dets = postprocess(boxes, scores, input_hw=(32, 32))
+    dets = postprocess(boxes, scores, NmsParams(), input_hw=(32, 32))
     assert len(dets) == 2
     for d in dets:
         assert d.boxes.shape == (0, 4) and d.scores.shape == (0,) and d.class_ids.shape == (0,)
         assert d.class_ids.dtype == np.int64
-    assert postprocess(np.zeros((0, 5, 4)), np.zeros((0, 5, 3)), input_hw=(32, 32)) == []
+    assert postprocess(np.zeros((0, 5, 4)), np.zeros((0, 5, 3)), NmsParams(), input_hw=(32, 32)) == []
     assert len(Detections()) == 0
     with pytest.raises(ValueError):
         postprocess(np.zeros((1, 5, 4)), np.zeros((1, 4, 3)))
@@ -193,7 +200,7 @@ def test_max_det_keeps_top_scores():
     n = 40
     boxes = _grid_boxes(n)[None]
     scores = np.linspace(0.3, 0.99, n, dtype=np.float32)[None, :, None]
-    (det,) = postprocess(boxes, scores, 0.25, 0.45, input_hw=(1024, 1024), max_det=7)
+    (det,) = postprocess(boxes, scores, NmsParams(0.25, 0.45, max_output_boxes=7), input_hw=(1024, 1024))
     assert len(det) == 7
     assert np.array_equal(det.scores, np.sort(scores[0, :, 0])[::-1][:7])
 
@@ -203,7 +210,7 @@ def test_max_candidates_caps_nms_input_by_score():
     boxes = _grid_boxes(n)[None]
     rng = np.random.default_rng(3)
     scores = rng.uniform(0.3, 1.0, (1, n, 2)).astype(np.float32)
-    (det,) = postprocess(boxes, scores, 0.25, 0.45, input_hw=(1024, 1024), max_det=1000, max_candidates=50)
+    (det,) = postprocess(boxes, scores, NmsParams(0.25, 0.45, max_output_boxes=1000, top_k=50), input_hw=(1024, 1024))
     assert len(det) == 50  # disjoint boxes, per-class NMS: every candidate survives
     assert np.array_equal(det.scores, np.sort(scores.ravel())[::-1][:50])
 
@@ -216,7 +223,7 @@ def test_huge_candidate_count_is_bounded(monkeypatch):
     boxes = np.concatenate([xy, xy + rng.uniform(5, 150, (1, n, 2))], -1).astype(np.float32)
     scores = (rng.uniform(0, 1, (1, n, c)) ** 6).astype(np.float32)
     assert (scores > 0.001).sum() > 30000
-    (det,) = postprocess(boxes, scores, 0.001, 0.45, input_hw=(608, 608), max_candidates=30000)
+    (det,) = postprocess(boxes, scores, NmsParams(0.001, 0.45, top_k=30000), input_hw=(608, 608))
     assert len(det) == 300 and np.all(np.diff(det.scores) <= 0)
 
 
@@ -226,7 +233,7 @@ def test_huge_candidate_count_is_bounded(monkeypatch):
 def test_properties_subset_sorted_and_no_kept_pair_over_threshold(seed):
     boxes, scores = _random_batch(seed)
     thr, beta, conf = 0.45, 0.6, 0.1
-    dets = postprocess(boxes, scores, conf, thr, "diounms", beta, input_hw=(320, 416), max_det=10**6)
+    dets = postprocess(boxes, scores, NmsParams(conf, thr, "diounms", beta, max_output_boxes=10**6), input_hw=(320, 416))
     norm = np.array([416, 320, 416, 320], np.float64)
     for b, det in enumerate(dets):
         assert np.all(np.diff(det.scores) <= 0)
@@ -257,8 +264,7 @@ def test_properties_subset_sorted_and_no_kept_pair_over_threshold(seed):
 @pytest.mark.parametrize("agnostic", [False, True])
 def test_equals_darknet_reference(seed, kind, beta_nms, beta, agnostic):
     boxes, scores = _random_batch(seed)
-    dets = postprocess(boxes, scores, 0.1, 0.45, kind, beta_nms, input_hw=(320, 416), agnostic=agnostic,
-                       max_det=10**6)
+    dets = postprocess(boxes, scores, NmsParams(0.1, 0.45, kind, beta_nms, class_agnostic=agnostic, max_output_boxes=10**6), input_hw=(320, 416))
     for b, det in enumerate(dets):
         ref = _darknet_nms(boxes[b], scores[b], 0.1, 0.45, beta, (416, 320), agnostic)
         expected = Detections(boxes[b, [i for _, i, _ in ref]].reshape(-1, 4),
@@ -272,9 +278,8 @@ def test_multi_block_path_equals_reference(monkeypatch, beta):
     """Small blocks force groups spanning several blocks (kept boxes of earlier blocks suppress)."""
     monkeypatch.setattr(pp, "NMS_BLOCK", 7)
     boxes, scores = _random_batch(5, b=1, n=120, c=2)
-    (det,) = postprocess(boxes, scores, 0.05, 0.45, "diounms", beta or 0.6, input_hw=(320, 416),
-                         max_det=10**6) if beta is not None else \
-        postprocess(boxes, scores, 0.05, 0.45, "default", 0.6, input_hw=(320, 416), max_det=10**6)
+    (det,) = postprocess(boxes, scores, NmsParams(0.05, 0.45, "diounms", beta or 0.6, max_output_boxes=10**6), input_hw=(320, 416)) if beta is not None else \
+        postprocess(boxes, scores, NmsParams(0.05, 0.45, "default", 0.6, max_output_boxes=10**6), input_hw=(320, 416))
     ref = _darknet_nms(boxes[0], scores[0], 0.05, 0.45, beta, (416, 320))
     expected = Detections(boxes[0, [i for _, i, _ in ref]].reshape(-1, 4),
                           np.array([s for s, _, _ in ref], np.float32), np.array([k for _, _, k in ref]))
@@ -312,8 +317,32 @@ def test_fixed_point_handles_suppression_chains():
 
 def test_batch_split_into_candidate_budget_passes_gives_the_same_result(monkeypatch):
     boxes, scores = _random_batch(11, b=4, n=100, c=3)
-    whole = postprocess(boxes, scores, 0.1, 0.45, input_hw=(320, 416), max_det=10**6)
+    whole = postprocess(boxes, scores, NmsParams(0.1, 0.45, max_output_boxes=10**6), input_hw=(320, 416))
     monkeypatch.setattr(pp, "CANDIDATE_BUDGET", 50)  # < one image's candidates: one pass per image
-    parts = postprocess(boxes, scores, 0.1, 0.45, input_hw=(320, 416), max_det=10**6)
+    parts = postprocess(boxes, scores, NmsParams(0.1, 0.45, max_output_boxes=10**6), input_hw=(320, 416))
     assert len(parts) == 4 and sum(len(d) for d in parts) > 0
     assert [_as_set(d) for d in parts] == [_as_set(d) for d in whole]
+
+
+# ---------------------------------------------------------------- NmsParams: the one parameter struct
+
+
+@pytest.mark.parametrize("field, value", [
+    ("score_threshold", 1.5), ("score_threshold", -0.1), ("score_threshold", float("nan")),
+    ("iou_threshold", 2.0), ("nms_kind", "cornersnms"), ("beta_nms", 0.0), ("beta_nms", float("inf")),
+    ("max_output_boxes", 0), ("top_k", 0), ("top_k", 2.5), ("class_agnostic", "yes"),
+])
+def test_nms_params_reject_out_of_range_fields(field, value):
+    with pytest.raises(ValueError, match=field):
+        NmsParams(**{field: value})
+
+
+def test_nms_params_for_model_take_kind_from_the_cfg_and_name_plugin_attributes():
+    from yolo4.model_info import ModelInfo
+
+    info = ModelInfo(names=["a"], input_hw=(32, 32), nms_kind="diounms", beta_nms=1.0)
+    p = NmsParams.for_model(info, score_threshold=0.1, max_output_boxes=5)
+    assert (p.nms_kind, p.beta, p.score_threshold, p.max_output_boxes) == ("diounms", 1.0, 0.1, 5)
+    assert set(p.as_dict()) == {"score_threshold", "iou_threshold", "nms_kind", "beta_nms",
+                                "max_output_boxes", "top_k", "class_agnostic"}
+    assert NmsParams(nms_kind="greedynms", beta_nms=1.0).beta == 0.6  # darknet's box_diou exponent

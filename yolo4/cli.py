@@ -2,18 +2,23 @@
 
 Thin by design: parses options, calls :mod:`yolo4.pipeline` / the library, and turns user errors
 (:class:`yolo4.errors.Yolo4Error`) into a one-line ``error: ...`` on stderr with exit status 2.
-``--verbose`` shows the traceback instead.
+Usage errors (unknown command or option, a value out of range, a missing argument) are typer's:
+a usage message and exit status 2. ``--verbose`` shows the traceback of a user error instead.
+Warnings about the input (:class:`yolo4.errors.Yolo4Warning`) print as one ``warning: ...`` line.
+Ctrl-C ends with ``aborted`` and exit status 130; finished outputs are never left half-written.
 """
 
+import functools
 import json
 import sys
+import warnings
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Callable, List, Optional
 
 import typer
 
 from . import __version__
-from .errors import Yolo4Error
+from .errors import Yolo4Error, Yolo4Warning
 
 app = typer.Typer(
     add_completion=False,
@@ -30,11 +35,15 @@ _state = {"verbose": False}
 
 CFG_HELP = "darknet .cfg path or known model name (e.g. yolov4-tiny)."
 WEIGHTS_HELP = "darknet .weights path or known model name (same names as --cfg)."
-CKPT_HELP = "checkpoint .pt written by `yolo4 train` (holds cfg, names and weights)."
-ONNX_HELP = "ONNX model written by `yolo4 export` (runs on --backend onnxruntime)."
-BACKEND_HELP = "inference backend: onnxruntime (CPU, or CUDA when available) or torch."
-IMG_HELP = "network input size in pixels, square, multiple of 32 [default: the cfg's [net] width/height]."
-NAMES_HELP = "class-names file, one name per line [default: the checkpoint's, or COCO's for 80 classes]."
+CKPT_HELP = "checkpoint .pt written by `yolo4 train` (holds cfg, names, weights and its training size)."
+ONNX_HELP = "ONNX model written by `yolo4 export` (runs on ONNX Runtime)."
+BACKEND_HELP = ("inference backend: onnxruntime (CPU, or CUDA when available) or torch [default: "
+                "onnxruntime; a cfg or checkpoint is exported to ONNX once and cached].")
+IMG_HELP = ("network input size in pixels, square, multiple of 32 [default: a checkpoint's training "
+            "size, else the cfg's [net] width/height].")
+NAMES_HELP = ("class names: a file with one name per line, or coco / voc (built in) [default: the "
+              "checkpoint's, or COCO's for an 80-class model].")
+EXIST_OK_HELP = "write into OUTPUT_DIR even if it exists [default: a new numbered folder, e.g. runs/infer2]."
 
 
 def _version(value: bool):
@@ -56,31 +65,88 @@ def _log(msg: str) -> None:
     typer.echo(msg, err=msg.startswith("warning"))
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if issubclass(category, Yolo4Warning):
+        typer.echo("warning: %s" % " ".join(str(message).split()), err=True)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
+def _command(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a command body: user errors -> one ``error:`` line and exit 2; Ctrl-C -> exit 130."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        warnings.showwarning = _show_warning
+        try:
+            return func(*args, **kwargs)
+        except Yolo4Error as e:
+            if _state["verbose"]:
+                raise
+            typer.echo("error: %s" % e, err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("aborted", err=True)
+            raise typer.Exit(130) from None
+        finally:
+            warnings.showwarning = _default_showwarning
+
+    return wrapper
+
+
+def _run_dir(output_dir: Optional[Path], default: str, exist_ok: bool) -> Path:
+    """The folder a run writes to, numbered (``runs/infer2``) unless ``exist_ok``; checked writable."""
+    from .fileio import check_writable_dir, increment_dir
+
+    path = increment_dir(output_dir if output_dir is not None else Path(default), exist_ok)
+    return check_writable_dir(path, "output folder")
+
+
 @app.command()
+@_command
 def train(
-    cfg: str = typer.Option(..., help=CFG_HELP),
-    data: str = typer.Option(..., help="dataset: YAML (path/train/val/names), COCO json, VOC folder, "
-                             "or a known name (coco128, raccoon, chess; read from $YOLO4_ASSET_MIRROR)."),
+    cfg: Optional[str] = typer.Option(None, help=CFG_HELP + " [required unless --resume]"),
+    data: Optional[str] = typer.Option(None, help="dataset: YAML (path/train/val/names), COCO json, VOC "
+                                       "folder, or a known name (coco128, raccoon, chess; read from "
+                                       "$YOLO4_ASSET_MIRROR). [required unless --resume]"),
     weights: Optional[str] = typer.Option(None, help="pretrained " + WEIGHTS_HELP + " Heads are re-made "
                                           "when the dataset's class count differs from the cfg's."),
-    epochs: int = typer.Option(10, min=1, help="number of passes over the training split."),
-    batch: int = typer.Option(8, min=1, help="images per optimizer step."),
+    epochs: Optional[int] = typer.Option(None, min=1, help="number of passes over the training split "
+                                         "[default: 10]."),
+    batch: Optional[int] = typer.Option(None, min=1, help="images per optimizer step [default: 8]."),
     img_size: Optional[int] = typer.Option(None, help=IMG_HELP),
-    output_dir: Path = typer.Option(Path("runs/train"), help="where last.pt, best.pt, best.weights, "
-                                    "best.cfg and results.csv are written."),
-    resume: bool = typer.Option(False, help="continue from OUTPUT_DIR/last.pt."),
+    output_dir: Optional[Path] = typer.Option(None, help="where last.pt, best.pt, best.weights, best.cfg, "
+                                              "best.names and results.csv are written [default: runs/train, "
+                                              "numbered]."),
+    exist_ok: bool = typer.Option(False, "--exist-ok", help=EXIST_OK_HELP),
+    resume: bool = typer.Option(False, help="continue the run in OUTPUT_DIR [default: the most recent "
+                                "runs/train*] from its last.pt, exactly as it was started: cfg, data, epochs, "
+                                "image size, batch and schedule come from the checkpoint."),
     workers: int = typer.Option(2, min=0, help="data-loading worker processes."),
-    lr: Optional[float] = typer.Option(None, help="initial learning rate per image batch "
-                                       "[default: derived from the cfg's learning_rate]."),
+    lr: Optional[float] = typer.Option(None, min=0.0, help="initial learning rate per image batch "
+                                       "[default: the cfg's learning_rate]."),
     max_images: Optional[int] = typer.Option(None, min=1, help="use at most this many training images "
                                              "(quick runs)."),
-    seed: int = typer.Option(0, help="random seed."),
+    seed: Optional[int] = typer.Option(None, help="random seed [default: 0]."),
 ):
     """Train (fine-tune) a darknet cfg on a dataset; writes checkpoints and darknet .weights."""
+    from .fileio import check_writable_dir, latest_run_dir
     from .trainer.train import train as run_train
 
+    if resume:
+        out = output_dir if output_dir is not None else latest_run_dir(Path("runs/train"))
+        if not (out / "last.pt").is_file():
+            raise Yolo4Error("nothing to resume: no last.pt in this folder (give the run's --output-dir)", out)
+        check_writable_dir(out, "output folder")
+    else:
+        if cfg is None or data is None:
+            raise Yolo4Error("train needs --cfg and --data (or --resume to continue a run)")
+        out = _run_dir(output_dir, "runs/train", exist_ok)
     summary = run_train(cfg=cfg, data=data, weights=weights, epochs=epochs, batch_size=batch,
-                        img_size=img_size, output_dir=str(output_dir), resume=resume, workers=workers,
+                        img_size=img_size, output_dir=str(out), resume=resume, workers=workers,
                         lr=lr, max_images=max_images, seed=seed, log=_log)
     for key in ("best", "last", "weights", "cfg"):
         if summary.get(key):
@@ -88,6 +154,7 @@ def train(
 
 
 @app.command()
+@_command
 def export(
     output: Path = typer.Option(..., "--output", "-o", help="ONNX file to write."),
     cfg: Optional[str] = typer.Option(None, help=CFG_HELP),
@@ -104,11 +171,19 @@ def export(
 ):
     """Export to ONNX: input `images` [B,3,H,W] RGB 0..1, outputs `boxes` [B,N,4] x1,y1,x2,y2 input
     pixels and `scores` [B,N,C]; checks ONNX Runtime against PyTorch."""
-    from .convert.onnx_export import export_onnx
-    from .pipeline import _hw, load_torch_model
+    from .convert import export_onnx
+    from .fileio import check_writable_file
+    from .model_info import check_input_size
+    from .pipeline import load_torch_model, warn_generic_names
 
+    check_writable_file(output, "ONNX output")
+    if img_size is not None:
+        check_input_size(img_size)
     module = load_torch_model(cfg, weights, checkpoint, names, log=_log)
-    res = export_onnx(module, output, img_size=_hw(img_size), batch=batch, fp16=fp16,
+    info = module.model_info()
+    warn_generic_names(info, _log)
+    hw = check_input_size(img_size, info.max_stride, "--img-size", default=info.input_hw)
+    res = export_onnx(module, output, img_size=hw, batch=batch, fp16=fp16,
                       simplify=not no_simplify, opset=opset, log=_log)
     typer.echo("wrote %s (opset %d, Mish: %s, %s, %s)" % (
         res.path, res.opset, res.mish_mode, "dynamic batch" if batch is None else "fixed batch %d" % batch,
@@ -116,32 +191,38 @@ def export(
 
 
 @app.command()
+@_command
 def infer(
-    sources: List[str] = typer.Argument(..., help="images, folders, globs or video files."),
+    sources: List[str] = typer.Argument(..., metavar="SOURCES...", help="images, folders, globs or video files."),
     cfg: Optional[str] = typer.Option(None, help=CFG_HELP),
     weights: Optional[str] = typer.Option(None, help=WEIGHTS_HELP),
     checkpoint: Optional[str] = typer.Option(None, help=CKPT_HELP),
     onnx: Optional[str] = typer.Option(None, help=ONNX_HELP),
-    backend: str = typer.Option("onnxruntime", help=BACKEND_HELP),
+    backend: Optional[str] = typer.Option(None, help=BACKEND_HELP),
     names: Optional[str] = typer.Option(None, help=NAMES_HELP),
     img_size: Optional[int] = typer.Option(None, help=IMG_HELP),
     conf: float = typer.Option(0.25, min=0.0, max=1.0, help="score threshold (objectness x class "
-                               "probability)."),
-    iou: float = typer.Option(0.45, min=0.0, max=1.0, help="NMS threshold (DIoU for nms_kind=greedynms)."),
+                               "probability, 0..1)."),
+    iou: float = typer.Option(0.45, min=0.0, max=1.0, help="NMS threshold, 0..1 (DIoU for nms_kind=greedynms)."),
     max_det: int = typer.Option(300, min=1, help="maximum detections per image."),
-    output_dir: Optional[Path] = typer.Option(Path("runs/infer"), help="where annotated images/videos "
-                                              "are written."),
+    output_dir: Optional[Path] = typer.Option(None, help="where annotated images/videos are written "
+                                              "[default: runs/infer, numbered]."),
+    exist_ok: bool = typer.Option(False, "--exist-ok", help=EXIST_OK_HELP),
     no_save: bool = typer.Option(False, "--no-save", help="do not write annotated media."),
     save_json: Optional[Path] = typer.Option(None, help="write detections as JSON (bbox_xyxy in "
                                              "original-image pixels)."),
-    threads: Optional[int] = typer.Option(None, min=1, help="ONNX Runtime threads [default: cores]."),
+    threads: Optional[int] = typer.Option(None, min=1, help="ONNX Runtime threads [default: physical cores]."),
 ):
     """Detect objects in images, folders, globs or videos; prints a table, writes annotated media."""
+    from .fileio import check_writable_file
     from .pipeline import open_backend, run_infer
 
+    out_dir = None if no_save else _run_dir(output_dir, "runs/infer", exist_ok)
+    if save_json:
+        check_writable_file(save_json, "JSON output")
     be = open_backend(backend, cfg, weights, checkpoint, onnx, img_size, names, threads, log=_log)
-    out_dir = None if no_save else str(output_dir)
-    results = run_infer(sources, be, conf=conf, iou=iou, max_det=max_det, output_dir=out_dir,
+    results = run_infer(sources, be, conf=conf, iou=iou, max_det=max_det,
+                        output_dir=str(out_dir) if out_dir is not None else None,
                         save_json=str(save_json) if save_json else None, log=_log)
     for rec in results:
         where = rec["image"] + ("" if "frame" not in rec else " #%d" % rec["frame"])
@@ -156,6 +237,7 @@ def infer(
 
 
 @app.command(name="eval")
+@_command
 def eval_(
     data: str = typer.Option(..., help="dataset: YAML, COCO json, VOC folder or known name (coco128, "
                              "raccoon, chess)."),
@@ -163,51 +245,42 @@ def eval_(
     weights: Optional[str] = typer.Option(None, help=WEIGHTS_HELP),
     checkpoint: Optional[str] = typer.Option(None, help=CKPT_HELP),
     onnx: Optional[str] = typer.Option(None, help=ONNX_HELP),
-    backend: str = typer.Option("onnxruntime", help=BACKEND_HELP),
+    backend: Optional[str] = typer.Option(None, help=BACKEND_HELP),
     names: Optional[str] = typer.Option(None, help=NAMES_HELP),
     img_size: Optional[int] = typer.Option(None, help=IMG_HELP),
-    conf: float = typer.Option(0.001, min=0.0, max=1.0, help="score threshold."),
-    iou: float = typer.Option(0.45, min=0.0, max=1.0, help="NMS threshold."),
+    conf: float = typer.Option(0.001, min=0.0, max=1.0, help="score threshold of the detections scored, "
+                               "0..1 (low, so the precision/recall curve is complete)."),
+    iou: float = typer.Option(0.45, min=0.0, max=1.0, help="NMS threshold, 0..1."),
+    pr_conf: float = typer.Option(0.25, min=0.0, max=1.0, help="score threshold of the reported precision "
+                                  "and recall (at IoU 0.5), 0..1."),
+    match_names: bool = typer.Option(False, "--match-names", help="map the model's classes to the "
+                                     "dataset's by name (other order, or a subset of the model's classes)."),
     batch: int = typer.Option(8, min=1, help="images per forward pass."),
     split: str = typer.Option("val", help="dataset split to evaluate (train, val, test)."),
     save_json: Optional[Path] = typer.Option(None, help="write the metrics as JSON."),
-    threads: Optional[int] = typer.Option(None, min=1, help="ONNX Runtime threads [default: cores]."),
+    threads: Optional[int] = typer.Option(None, min=1, help="ONNX Runtime threads [default: physical cores]."),
 ):
-    """COCO mAP@[.5:.95] and mAP@.5 (pycocotools) on a labelled dataset."""
+    """COCO mAP@[.5:.95] and mAP@.5 (pycocotools) on a labelled dataset, with per-class AP,
+    precision and recall."""
+    from .fileio import check_writable_file
     from .pipeline import open_backend, run_eval
 
+    if save_json:
+        check_writable_file(save_json, "JSON output")
     be = open_backend(backend, cfg, weights, checkpoint, onnx, img_size, names, threads, log=_log)
-    m = run_eval(data, be, conf=conf, iou=iou, batch=batch, split=split,
-                 save_json=str(save_json) if save_json else None, log=_log)
-    typer.echo(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items()}))
-    typer.echo("mAP@[.5:.95] %.4f   mAP@.5 %.4f   (%s images, backend %s)"
-               % (m["map50_95"], m["map50"], m.get("num_images", "?"), backend))
+    m = run_eval(data, be, conf=conf, iou=iou, batch=batch, split=split, match_names=match_names,
+                 pr_conf=pr_conf, save_json=str(save_json) if save_json else None, log=_log)
+    summary = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items() if k != "per_class"}
+    typer.echo(json.dumps(summary))
+    typer.echo("mAP@[.5:.95] %.4f   mAP@.5 %.4f   P %.3f R %.3f (score > %g, IoU .5)   (%s images, "
+               "backend %s)" % (m["map50_95"], m["map50"], m["precision"], m["recall"], pr_conf,
+                                m.get("num_images", "?"), be.name))
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    """Console-script entry point: runs the typer app, mapping user errors to exit status 2."""
-    try:
-        app(args=argv, standalone_mode=False)
-    except Yolo4Error as e:
-        if _state["verbose"]:
-            raise
-        typer.echo("error: %s" % e, err=True)
-        sys.exit(2)
-    except (typer.Abort, KeyboardInterrupt):
-        typer.echo("aborted", err=True)
-        sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as e:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Exit):
-            sys.exit(e.exit_code)
-        raise
+    """Console-script entry point (typer's standalone mode: usage errors exit 2 with a usage line)."""
+    app(args=argv, prog_name="yolo4")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -3,45 +3,91 @@
 Python 3.8, torch-free (the torch backend imports torch itself).
 """
 
-from typing import List, Optional, Sequence
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from .backends.base import Backend
-from .postprocess import DEFAULT_MAX_CANDIDATES, Detections, postprocess
+from .nms_params import NmsParams
+from .postprocess import Detections, postprocess
 from .preprocess import preprocess, scale_boxes_to_original
 
-__all__ = ["Detector"]
+__all__ = ["Detector", "Timings"]
+
+#: legacy keyword names accepted by :class:`Detector` -> :class:`NmsParams` field
+_LEGACY = {"conf": "score_threshold", "iou": "iou_threshold", "max_det": "max_output_boxes",
+           "max_candidates": "top_k", "agnostic": "class_agnostic"}
+
+
+@dataclass
+class Timings:
+    """Wall-clock seconds spent per stage over ``images`` images (ultralytics' speed line).
+
+    Attributes:
+        preprocess: resize, colour conversion, scaling (seconds, total).
+        inference: the backend call (seconds, total).
+        nms: thresholding, NMS and mapping boxes back to the image (seconds, total).
+        images: images processed.
+    """
+
+    preprocess: float = 0.0
+    inference: float = 0.0
+    nms: float = 0.0
+    images: int = 0
+
+    def per_image_ms(self) -> Dict[str, float]:
+        """``{"preprocess", "inference", "nms"}``: mean milliseconds per image (0 before any image)."""
+        n = max(self.images, 1)
+        return {"preprocess": 1000.0 * self.preprocess / n, "inference": 1000.0 * self.inference / n,
+                "nms": 1000.0 * self.nms / n}
+
+    def summary(self, input_hw: Optional[Sequence[int]] = None) -> str:
+        """One line: ``Speed: 1.1 ms preprocess, 31.9 ms inference, 0.7 ms NMS per image at 416x416``."""
+        ms = self.per_image_ms()
+        at = "" if input_hw is None else " at %dx%d (WxH)" % (int(input_hw[1]), int(input_hw[0]))
+        return ("Speed: %.1f ms preprocess, %.1f ms inference, %.1f ms NMS per image%s (%d image%s)"
+                % (ms["preprocess"], ms["inference"], ms["nms"], at, self.images, "" if self.images == 1 else "s"))
 
 
 class Detector:
     """Run a backend on BGR images with darknet's pre- and post-processing.
 
-    The resize mode (``letter_box``), input size, ``nms_kind`` and ``beta_nms`` come from
-    ``backend.info`` (the model's cfg), so every backend of one model detects the same way.
+    The resize mode (``letter_box``) and input size come from ``backend.info`` (the model's cfg),
+    and so do ``nms_kind``/``beta_nms`` unless ``params`` says otherwise, so every backend of one
+    model detects the same way.
 
     Args:
         backend: a :class:`~yolo4.runtime.backends.base.Backend`.
-        conf: candidate threshold on objectness x class probability (strict ``>``, darknet -thresh).
-        iou: NMS threshold (darknet's detector uses 0.45).
-        max_det: at most this many detections per image.
-        agnostic: class-agnostic NMS (False = per class, as darknet).
+        params: :class:`~yolo4.runtime.nms_params.NmsParams`; default
+            ``NmsParams.for_model(backend.info)`` (score > 0.25, NMS 0.45, the cfg's nms_kind, at
+            most 300 detections per image).
         batch_size: images per backend call; default ``backend.fixed_batch``, else 8.
-        max_candidates: per-image cap on candidates entering NMS (see :mod:`.postprocess`).
+        **overrides: :class:`NmsParams` fields to change (``score_threshold=0.001``); the short
+            names ``conf``, ``iou``, ``max_det``, ``max_candidates``, ``agnostic`` are accepted too.
+
+    Attributes:
+        params: the :class:`NmsParams` in use.
+        timings: :class:`Timings` accumulated over every :meth:`detect` call.
+
+    Raises:
+        ValueError: ``batch_size < 1`` or an :class:`NmsParams` field out of range.
     """
 
-    def __init__(self, backend: Backend, conf: float = 0.25, iou: float = 0.45, max_det: int = 300,
-                 agnostic: bool = False, batch_size: Optional[int] = None,
-                 max_candidates: int = DEFAULT_MAX_CANDIDATES) -> None:
+    def __init__(self, backend: Backend, params: Optional[NmsParams] = None, batch_size: Optional[int] = None,
+                 **overrides: Any) -> None:
         self.backend = backend
-        self.conf = float(conf)
-        self.iou = float(iou)
-        self.max_det = int(max_det)
-        self.agnostic = bool(agnostic)
-        self.max_candidates = int(max_candidates)
+        fields = {_LEGACY.get(k, k): v for k, v in overrides.items()}
+        if params is None:
+            params = NmsParams.for_model(backend.info, **fields)
+        elif fields:
+            params = NmsParams(**dict(params.as_dict(), **fields))
+        self.params = params
         self.batch_size = int(batch_size or backend.fixed_batch or 8)
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        self.timings = Timings()
 
     @property
     def info(self):
@@ -64,16 +110,22 @@ class Detector:
         """
         info = self.backend.info
         out: List[Detections] = []
+        t = self.timings
         for s in range(0, len(images), self.batch_size):
             chunk = images[s:s + self.batch_size]
+            t0 = time.perf_counter()
             batch, transforms = preprocess(chunk, info.input_hw, info.letter_box)
+            t1 = time.perf_counter()
             boxes, scores = self.backend(batch)
-            dets = postprocess(boxes, scores, conf_thresh=self.conf, iou_thresh=self.iou,
-                               nms_kind=info.nms_kind, beta_nms=info.beta_nms, input_hw=info.input_hw,
-                               agnostic=self.agnostic, max_det=self.max_det,
-                               max_candidates=self.max_candidates, transforms=transforms)
-            for d, t in zip(dets, transforms):
-                out.append(Detections(scale_boxes_to_original(d.boxes, t), d.scores, d.class_ids))
+            t2 = time.perf_counter()
+            dets = postprocess(boxes, scores, self.params, input_hw=info.input_hw, transforms=transforms)
+            for d, tr in zip(dets, transforms):
+                out.append(Detections(scale_boxes_to_original(d.boxes, tr), d.scores, d.class_ids))
+            t3 = time.perf_counter()
+            t.preprocess += t1 - t0
+            t.inference += t2 - t1
+            t.nms += t3 - t2
+            t.images += len(chunk)
         return out
 
     __call__ = detect

@@ -22,9 +22,10 @@ Semantics follow AlexeyAB darknet (commit 59596d78):
 * ties in score keep the lower candidate index first (stable sort; darknet's ``qsort`` leaves
   ties unspecified).
 
-Differences from darknet, on purpose: at most ``max_candidates`` (default 30000) candidates per
+Differences from darknet, on purpose: at most ``NmsParams.top_k`` (default 30000) candidates per
 image enter NMS (the highest scores; darknet has no cap -- conf 0.001 on yolov4-608 can produce
-more), and at most ``max_det`` detections per image come out (the highest scores after NMS).
+more), and at most ``NmsParams.max_output_boxes`` detections per image come out (the highest
+scores after NMS). All thresholds and limits are the fields of one :class:`NmsParams`.
 
 Implementation: the candidates of a batch are gathered at once and sorted by (image, class, score);
 greedy NMS runs over blocks of :data:`NMS_BLOCK` consecutive candidates. Within a block a
@@ -44,19 +45,15 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["Detections", "NMS_KINDS", "DEFAULT_MAX_CANDIDATES", "NMS_BLOCK", "CANDIDATE_BUDGET", "effective_beta",
-           "pairwise_diou", "diou_nms", "postprocess"]
+from .nms_params import DEFAULT_MAX_CANDIDATES, GREEDY_NMS_BETA, NMS_KINDS, NmsParams, effective_beta
 
-#: nms_kind values of a darknet ``[yolo]`` section (src/parser.c ``parse_yolo``)
-NMS_KINDS = ("greedynms", "diounms", "default")
-#: per-image cap on candidates entering NMS (highest scores kept)
-DEFAULT_MAX_CANDIDATES = 30000
+__all__ = ["Detections", "NmsParams", "NMS_KINDS", "DEFAULT_MAX_CANDIDATES", "NMS_BLOCK", "CANDIDATE_BUDGET",
+           "GREEDY_NMS_BETA", "effective_beta", "pairwise_diou", "diou_nms", "postprocess"]
+
 #: candidates per pairwise block (a block costs a few NMS_BLOCK^2 float64/bool arrays: ~50 MB at 1024)
 NMS_BLOCK = 1024
 #: images whose raw candidate counts add up to at most this are gathered in one pass (bounds memory)
 CANDIDATE_BUDGET = 2_000_000
-#: darknet src/box.c ``box_diou``: the exponent GREEDY_NMS uses, whatever ``beta_nms`` says
-GREEDY_NMS_BETA = 0.6
 
 
 @dataclass
@@ -76,26 +73,6 @@ class Detections:
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
-
-
-def effective_beta(nms_kind: str, beta_nms: float) -> Optional[float]:
-    """The DIoU penalty exponent darknet applies for an ``nms_kind`` (None = plain IoU).
-
-    Darknet src/box.c ``diounms_sort``: ``GREEDY_NMS`` calls ``box_diou`` (``pow(d / c, 0.6)``,
-    exponent fixed), ``DIOU_NMS`` calls ``box_diounms(a, b, beta1)`` with the cfg's ``beta_nms``;
-    ``DEFAULT_NMS`` uses ``do_nms_sort`` (``box_iou``). All official cfgs using ``greedynms`` set
-    ``beta_nms=0.6``, so both readings agree there.
-
-    Raises:
-        ValueError: an ``nms_kind`` not in :data:`NMS_KINDS`.
-    """
-    if nms_kind == "greedynms":
-        return GREEDY_NMS_BETA
-    if nms_kind == "diounms":
-        return float(beta_nms)
-    if nms_kind == "default":
-        return None
-    raise ValueError(f"unknown nms_kind {nms_kind!r} (expected one of {', '.join(NMS_KINDS)})")
 
 
 def _iou_dense(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -237,25 +214,20 @@ def diou_nms(boxes: np.ndarray, scores: np.ndarray, iou_thresh: float = 0.45, be
     return kept[np.argsort(-scores[kept].astype(np.float64), kind="stable")].astype(np.int64)
 
 
-def postprocess(boxes: np.ndarray, scores: np.ndarray, conf_thresh: float = 0.25, iou_thresh: float = 0.45,
-                nms_kind: str = "greedynms", beta_nms: float = 0.6,
-                input_hw: Optional[Tuple[int, int]] = None, agnostic: bool = False, max_det: int = 300,
-                max_candidates: int = DEFAULT_MAX_CANDIDATES,
+def postprocess(boxes: np.ndarray, scores: np.ndarray, params: NmsParams = NmsParams(),
+                input_hw: Optional[Tuple[int, int]] = None,
                 transforms: Optional[Sequence[object]] = None) -> List[Detections]:
     """Threshold and NMS the decoded outputs of a batch, as darknet's detector does.
 
     Args:
         boxes: ``[B, N, 4] float`` x1, y1, x2, y2 in network-input pixels (decoded model output).
         scores: ``[B, N, C] float`` objectness x class probability.
-        conf_thresh: a (box, class) pair is a candidate when its score is ``> conf_thresh``.
-        iou_thresh: NMS threshold (darknet's detector: 0.45).
-        nms_kind: ``greedynms`` | ``diounms`` | ``default`` (see :func:`effective_beta`).
-        beta_nms: cfg ``beta_nms`` (used by ``diounms``).
+        params: :class:`NmsParams`: ``score_threshold`` (strict ``>``), ``iou_threshold``,
+            ``nms_kind``/``beta_nms`` (see :func:`effective_beta`), ``max_output_boxes`` per image
+            (highest scores after NMS), ``top_k`` candidates per image entering NMS (highest
+            scores), ``class_agnostic``.
         input_hw: network input ``(H, W)``; NMS coordinates are divided by ``(W, H)``. None = raw
             pixels (identical results when ``W == H``).
-        agnostic: True = NMS across classes (one group per image), False = per class (darknet).
-        max_det: at most this many detections per image (highest scores after NMS).
-        max_candidates: at most this many candidates per image enter NMS (highest scores).
         transforms: optional per-image :class:`~yolo4.runtime.preprocess.Transform`; when given,
             NMS coordinates are divided by each image's content size ``transform.content_wh``
             (darknet's frame for letterboxed inputs; equal to ``(W, H)`` for a plain resize).
@@ -264,9 +236,9 @@ def postprocess(boxes: np.ndarray, scores: np.ndarray, conf_thresh: float = 0.25
         ``B`` :class:`Detections`, boxes in network-input pixels, sorted by score descending.
 
     Raises:
-        ValueError: mismatched shapes or an unknown ``nms_kind``.
+        ValueError: mismatched shapes.
     """
-    beta = effective_beta(nms_kind, beta_nms)
+    beta = params.beta
     boxes = np.asarray(boxes)
     scores = np.asarray(scores)
     if boxes.ndim != 3 or boxes.shape[-1] != 4 or scores.ndim != 3 or scores.shape[:2] != boxes.shape[:2]:
@@ -283,7 +255,7 @@ def postprocess(boxes: np.ndarray, scores: np.ndarray, conf_thresh: float = 0.25
     else:
         norm = np.ones((num_images, 2), np.float64)
 
-    mask = scores > conf_thresh
+    mask = scores > params.score_threshold
     counts = mask.sum(axis=(1, 2))
     out: List[Detections] = []
     # images in chunks of at most CANDIDATE_BUDGET raw candidates (a single image may exceed it)
@@ -293,8 +265,9 @@ def postprocess(boxes: np.ndarray, scores: np.ndarray, conf_thresh: float = 0.25
         while i1 < num_images and total + int(counts[i1]) <= CANDIDATE_BUDGET:
             total += int(counts[i1])
             i1 += 1
-        out += _postprocess_chunk(boxes[i0:i1], scores[i0:i1], mask[i0:i1], norm[i0:i1], float(iou_thresh),
-                                  beta, agnostic, int(max_det), int(max_candidates))
+        out += _postprocess_chunk(boxes[i0:i1], scores[i0:i1], mask[i0:i1], norm[i0:i1],
+                                  float(params.iou_threshold), beta, params.class_agnostic,
+                                  params.max_output_boxes, params.top_k)
         i0 = i1
     return out
 

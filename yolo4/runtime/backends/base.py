@@ -1,11 +1,12 @@
 """The interface every inference backend implements (ONNX Runtime, torch, TensorRT).
 
-A backend runs the network only: preprocessed input in, decoded boxes and scores out (no NMS).
+A backend runs the network only: preprocessed input in, decoded boxes and scores out (no NMS; an
+engine with the DIoU-NMS plugin will return final detections through the same Detector).
 :class:`~yolo4.runtime.detector.Detector` adds pre/post-processing on top. Python 3.8, torch-free.
 """
 
 import abc
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -17,6 +18,11 @@ __all__ = ["Backend"]
 class Backend(abc.ABC):
     """A loaded model that maps a preprocessed batch to decoded boxes and scores.
 
+    A template: :meth:`__call__` checks that the backend is open, validates the batch
+    (:func:`check_batch`), and splits it into chunks the model accepts (a fixed batch size is
+    zero-padded; a maximum batch, e.g. a TensorRT optimization profile's, is respected); subclasses
+    implement only :meth:`_forward` on one such chunk and, when they hold resources, :meth:`_release`.
+
     Attributes:
         info: the model's :class:`~yolo4.model_info.ModelInfo` (names, input size, resize
             mode, NMS kind).
@@ -27,31 +33,70 @@ class Backend(abc.ABC):
 
     name = "base"
     info: ModelInfo
+    _closed = False
 
     @property
     def fixed_batch(self) -> Optional[int]:
         """The batch size the model was built for, or None when the batch dimension is dynamic.
 
-        Backends with a fixed batch still accept any batch size in :meth:`__call__` (they split and
-        pad); callers that care about efficiency feed batches of this size.
+        Any batch size is accepted by :meth:`__call__` (split and padded); callers that care about
+        efficiency feed batches of this size.
         """
         return None
 
-    @abc.abstractmethod
+    @property
+    def max_batch(self) -> Optional[int]:
+        """The largest batch one :meth:`_forward` call takes (a fixed batch, or the maximum of a
+        dynamic range such as a TensorRT optimization profile); None = unlimited."""
+        return self.fixed_batch
+
     def __call__(self, batch: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """Run the network.
 
         Args:
             batch: ``[B, 3, H, W] float32`` RGB 0..1, ``(H, W) = info.input_hw``, as produced by
-                :func:`yolo4.runtime.preprocess.preprocess`.
+                :func:`yolo4.runtime.preprocess.preprocess`; any ``B >= 1``.
 
         Returns:
             ``(boxes, scores)``: ``boxes [B, N, 4] float32`` x1, y1, x2, y2 in input pixels,
             ``scores [B, N, C] float32`` objectness x class probability (numpy, C-contiguous).
-        """
 
-    def close(self) -> None:  # noqa: B027 - optional hook, a no-op for backends holding nothing
+        Raises:
+            RuntimeError: the backend is closed.
+            ValueError: a batch of the wrong shape (see :func:`check_batch`).
+        """
+        if self._closed:
+            raise RuntimeError(f"{type(self).__name__} is closed")
+        batch = check_batch(batch, self.info.input_hw)
+        step = self.max_batch
+        if step is None or batch.shape[0] == step or (batch.shape[0] < step and self.fixed_batch is None):
+            return self._forward(batch)
+        boxes: List[np.ndarray] = []
+        scores: List[np.ndarray] = []
+        for s in range(0, batch.shape[0], step):
+            chunk = batch[s:s + step]
+            n = chunk.shape[0]
+            if self.fixed_batch is not None and n < step:
+                chunk = np.concatenate([chunk, np.zeros((step - n,) + chunk.shape[1:], np.float32)])
+            b, c = self._forward(chunk)
+            boxes.append(b[:n])
+            scores.append(c[:n])
+        return np.concatenate(boxes), np.concatenate(scores)
+
+    @abc.abstractmethod
+    def _forward(self, batch: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Run one chunk: ``batch [b, 3, H, W] float32`` (validated; ``b == fixed_batch`` when the
+        model has one, else ``b <= max_batch``) -> ``(boxes [b, N, 4], scores [b, N, C])`` float32
+        C-contiguous numpy arrays, as :meth:`__call__` documents."""
+
+    def close(self) -> None:
         """Release the model (idempotent). The backend is unusable afterwards."""
+        if not self._closed:
+            self._closed = True
+            self._release()
+
+    def _release(self) -> None:  # noqa: B027 - optional hook, a no-op for backends holding nothing
+        """Free sessions, contexts, device memory (called once by :meth:`close`)."""
 
     def __enter__(self) -> "Backend":
         return self

@@ -12,13 +12,13 @@ Python 3.8, torch-free.
 """
 
 import os
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ...errors import ModelFileError
 from ...model_info import ModelInfo
-from .base import Backend, check_batch
+from .base import Backend
 
 __all__ = ["OnnxRuntimeBackend", "physical_cores", "read_onnx_model_info"]
 
@@ -156,30 +156,10 @@ class OnnxRuntimeBackend(Backend):
     def fixed_batch(self) -> Optional[int]:
         return self._fixed_batch
 
-    def _run(self, batch: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def _forward(self, batch: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         feed = batch.astype(np.float16) if self._input_fp16 else batch
         boxes, scores = self._session.run(self._outputs, {self._input: feed})
         return (np.ascontiguousarray(boxes, dtype=np.float32), np.ascontiguousarray(scores, dtype=np.float32))
 
-    def __call__(self, batch: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """See :meth:`Backend.__call__`. Raises ValueError on a batch of the wrong shape."""
-        if self._session is None:
-            raise RuntimeError("backend is closed")
-        batch = check_batch(batch, self.info.input_hw)
-        fb = self._fixed_batch
-        if fb is None or batch.shape[0] == fb:
-            return self._run(batch)
-        boxes: List[np.ndarray] = []
-        scores: List[np.ndarray] = []
-        for s in range(0, batch.shape[0], fb):
-            chunk = batch[s:s + fb]
-            n = chunk.shape[0]
-            if n < fb:
-                chunk = np.concatenate([chunk, np.zeros((fb - n,) + chunk.shape[1:], np.float32)])
-            b, c = self._run(chunk)
-            boxes.append(b[:n])
-            scores.append(c[:n])
-        return np.concatenate(boxes), np.concatenate(scores)
-
-    def close(self) -> None:
+    def _release(self) -> None:
         self._session = None

@@ -12,8 +12,8 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ...model_info import ModelInfo
-from .base import Backend, check_batch
+from ...model_info import ModelInfo, check_input_size
+from .base import Backend
 
 __all__ = ["TorchBackend"]
 
@@ -41,7 +41,8 @@ class TorchBackend(Backend):
         module: the torch module.
 
     Raises:
-        ValueError: none or several of module / cfg / checkpoint given, or a bad ``input_hw``.
+        ValueError: none or several of module / cfg / checkpoint given.
+        Yolo4Error: an ``input_hw`` that is not a positive multiple of the model's stride.
         CfgError, WeightsError, AssetError: from the model loaders.
     """
 
@@ -73,17 +74,10 @@ class TorchBackend(Backend):
         self.module = module
         info = module.model_info(names=list(names) if names is not None else None)
         if input_hw is not None:
-            h, w = int(input_hw[0]), int(input_hw[1])
-            if h <= 0 or w <= 0 or h % 32 or w % 32:
-                raise ValueError(f"input_hw must be positive multiples of 32, got {input_hw}")
-            info = dataclasses.replace(info, input_hw=(h, w))
+            info = dataclasses.replace(info, input_hw=check_input_size(input_hw, info.max_stride, "input_hw"))
         self.info: ModelInfo = info
 
-    def __call__(self, batch: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """See :meth:`Backend.__call__`. Raises ValueError on a batch of the wrong shape."""
-        if self.module is None:
-            raise RuntimeError("backend is closed")
-        batch = check_batch(batch, self.info.input_hw)
+    def _forward(self, batch: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         torch = self._torch
         with torch.inference_mode():
             x = torch.from_numpy(batch).to(self.device)
@@ -94,5 +88,5 @@ class TorchBackend(Backend):
             scores = scores.float().cpu().numpy()
         return np.ascontiguousarray(boxes, np.float32), np.ascontiguousarray(scores, np.float32)
 
-    def close(self) -> None:
+    def _release(self) -> None:
         self.module = None
