@@ -13,7 +13,7 @@ import torch
 onnxruntime = pytest.importorskip("onnxruntime")
 
 from yolo4.convert import ExportVerificationError, export_cached, export_onnx, reference_input  # noqa: E402
-from yolo4.convert import onnx_export as onnx_export_mod  # noqa: E402
+from yolo4.convert import export_cache as export_cache_mod  # noqa: E402
 from yolo4.errors import Yolo4Error  # noqa: E402
 from yolo4.model_info import ModelInfo  # noqa: E402
 
@@ -141,7 +141,7 @@ def test_simplify_reduces_nodes_and_checks(tiny, tiny_onnx, tmp_path):
 
 
 def test_bad_arguments(tiny, tmp_path):
-    with pytest.raises(Yolo4Error, match="multiples of 32"):
+    with pytest.raises(Yolo4Error, match="img_size must be a positive multiple of 32"):
         export_onnx(tiny, tmp_path / "a.onnx", img_size=400)
     with pytest.raises(Yolo4Error, match="opset"):
         export_onnx(tiny, tmp_path / "a.onnx", opset=9)
@@ -193,15 +193,15 @@ def test_overwrite_is_atomic(tiny, tmp_path):
 def test_export_cached_reuses(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("YOLO4_CACHE_DIR", str(tmp_path / "cache"))
     messages = []
-    p1 = export_cached(tiny, "weights-sha-1", img_size=128, log=messages.append)
+    p1 = export_cached(tiny, weights_digest="weights-sha-1", img_size=128, log=messages.append)
     assert p1.parent == tmp_path / "cache" / "onnx" and p1.suffix == ".onnx" and p1.is_file()
     assert any("ONNX Runtime vs PyTorch" in m for m in messages)
     calls = []
-    monkeypatch.setattr(onnx_export_mod, "export_onnx", lambda *a, **k: calls.append(1))
-    assert export_cached(tiny, "weights-sha-1", img_size=128) == p1 and calls == []  # hit: no export
-    p2 = export_cached(tiny, "weights-sha-2", img_size=128)  # other weights: other file
-    p3 = export_cached(tiny, "weights-sha-1", img_size=160)
-    p4 = export_cached(tiny, "weights-sha-1", img_size=128, opset=18)
+    monkeypatch.setattr(export_cache_mod, "export_onnx", lambda *a, **k: calls.append(1))
+    assert export_cached(tiny, weights_digest="weights-sha-1", img_size=128) == p1 and calls == []  # hit
+    p2 = export_cached(tiny, weights_digest="weights-sha-2", img_size=128)  # other weights: other file
+    p3 = export_cached(tiny, weights_digest="weights-sha-1", img_size=160)
+    p4 = export_cached(tiny, weights_digest="weights-sha-1", img_size=128, opset=18)
     assert len({p1, p2, p3, p4}) == 4 and len(calls) == 3
     meta = {p.key: p.value for p in onnx.load(str(p1)).metadata_props}
     assert ModelInfo.from_metadata(meta).input_hw == (128, 128)
@@ -211,8 +211,8 @@ def test_export_cached_default_key_is_weights_digest(tiny, tmp_path):
     from yolo4.convert import state_digest
 
     d = state_digest(tiny)
-    p1 = export_cached(tiny, None, img_size=128, cache=tmp_path)
-    assert p1 == export_cached(tiny, d, img_size=128, cache=tmp_path)
+    p1 = export_cached(tiny, img_size=128, cache=tmp_path)
+    assert p1 == export_cached(tiny, weights_digest=d, img_size=128, cache=tmp_path)
     w = tiny.conv_layers[0].conv.weight
     saved = w.detach().clone()
     with torch.no_grad():

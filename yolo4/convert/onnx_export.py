@@ -25,16 +25,14 @@ decomposition, so the fusion is done on the ONNX graph (:func:`yolo4.convert.gra
 The files keep the IR version the exporter picks for the opset: 8 up to opset 18 (TensorRT 8.5's
 bundled ONNX 1.12 reads IR <= 8), 9 for opsets 19-20.
 
-Every file is written atomically (temporary file next to the output, then ``os.replace``) and only
-after it passed verification, so a failed export never leaves a half-written or wrong model.
+Every file is written atomically (``yolo4.fileio.atomic_path``: temporary file next to the output,
+then ``os.replace``) and only after it passed verification (:mod:`yolo4.convert.verify`), so a failed
+export never leaves a half-written or wrong model. The export cache is :mod:`yolo4.convert.export_cache`.
 """
 
 import contextlib
-import copy
 import dataclasses
-import hashlib
 import io
-import json
 import logging
 import os
 import sys
@@ -42,16 +40,25 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import onnx
 import torch
 
 from .. import __version__
 from ..errors import ModelFileError, Yolo4Error
-from ..fileio import sibling_temp
+from ..fileio import atomic_path
+from ..model_info import ModelInfo, check_input_size
 from .graph import MISH_MIN_OPSET, fuse_mish, has_mish_decomposition, op_counts
+from .verify import (
+    OUTPUT_NAMES,
+    ExportVerificationError,
+    VerifyResult,
+    _cpu_fp32,
+    _Eval,
+    _first_line,
+    verify_onnx,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,44 +67,8 @@ DEFAULT_OPSET = 17
 #: TorchScript exporter writes.
 MIN_OPSET, MAX_OPSET = 11, 20
 INPUT_NAME = "images"
-OUTPUT_NAMES = ("boxes", "scores")
-#: fp32 verification tolerance, relative to the output's scale (max |reference|)
-FP32_RTOL = 1e-4
-#: fp16 tolerances: boxes relative to the box scale (1% of ~input size px), scores absolute
-FP16_BOX_RTOL = 1e-2
-FP16_SCORE_ATOL = 2e-2
 
 ImgSize = Union[int, Sequence[int]]
-
-
-class ExportVerificationError(Yolo4Error):
-    """The exported ONNX model's outputs differ from the PyTorch module's beyond tolerance."""
-
-
-@dataclass
-class VerifyResult:
-    """ONNX Runtime vs PyTorch comparison on one deterministic input.
-
-    Attributes:
-        max_abs_diff: ``{"boxes": px, "scores": probability}`` max |ORT - torch|.
-        output_scale: ``{"boxes": px, "scores": ...}`` max |torch output| (the scale diffs are judged by).
-        tolerance: ``{"boxes": ..., "scores": ...}`` allowed max abs diff.
-        batch: batch size of the input used.
-        input_source: what the input was (image paths, or ``"seeded random"``).
-    """
-
-    max_abs_diff: Dict[str, float]
-    output_scale: Dict[str, float]
-    tolerance: Dict[str, float]
-    batch: int
-    input_source: str
-
-    @property
-    def passed(self) -> bool:
-        return all(self.max_abs_diff[k] <= self.tolerance[k] for k in self.max_abs_diff)
-
-    def summary(self) -> str:
-        return ", ".join(f"{k} max|diff| {self.max_abs_diff[k]:.3g} (scale {self.output_scale[k]:.3g}, tol {self.tolerance[k]:.3g})" for k in self.max_abs_diff)
 
 
 @dataclass
@@ -142,21 +113,31 @@ def _say(log: Optional[Callable[[str], None]], msg: str) -> None:
         log(msg)
 
 
-def _first_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0] if lines else type(e).__name__
+def export_info(module, img_size: Optional[ImgSize] = None,
+                names: Optional[Sequence[str]] = None) -> ModelInfo:
+    """The :class:`~yolo4.model_info.ModelInfo` an export of ``module`` writes as ``metadata_props``.
 
+    ``module.model_info(names)`` (names: the given ones, else the module's, else
+    ``yolo4.data.names.default_names``: COCO's for an 80-class model), with ``input_hw`` = the
+    checked export size and ``yolo4_version`` filled in. The export cache keys on it too, so a cached
+    file is never served with other metadata than a fresh export would write.
 
-def _norm_img_size(img_size: Optional[ImgSize], module) -> Tuple[int, int]:
-    if img_size is None:
-        hw = tuple(int(v) for v in module.input_hw)
-    elif isinstance(img_size, (int, np.integer)):
-        hw = (int(img_size), int(img_size))
-    else:
-        hw = tuple(int(v) for v in img_size)
-    if len(hw) != 2 or min(hw) <= 0 or hw[0] % 32 or hw[1] % 32:
-        raise Yolo4Error(f"image size must be (height, width) positive multiples of 32, got {img_size!r}")
-    return hw  # type: ignore[return-value]
+    Args:
+        module: a Darknet-like module (``.model_info(names)``).
+        img_size: int (square) or (height, width) in pixels, positive multiples of the model's largest
+            stride (32 for YOLOv4); None = the cfg's ``[net] height/width``.
+        names: class names, or None (see above).
+
+    Raises:
+        Yolo4Error: bad img_size (:func:`yolo4.model_info.check_input_size`), or a names list whose
+            length differs from the model's classes.
+    """
+    try:
+        info = module.model_info(names)
+    except ValueError as e:  # e.g. a names file with the wrong number of classes
+        raise Yolo4Error(str(e)) from e
+    hw = check_input_size(img_size, info.max_stride, "img_size", default=tuple(info.input_hw))
+    return dataclasses.replace(info, input_hw=hw, yolo4_version=info.yolo4_version or __version__)
 
 
 def _check_opset(opset: Optional[int]) -> int:
@@ -165,157 +146,6 @@ def _check_opset(opset: Optional[int]) -> int:
         raise Yolo4Error(f"ONNX opset {opset} unsupported: choose {MIN_OPSET}..{MAX_OPSET} (17 for TensorRT "
                          "8.5/JetPack 5, >= 18 for a native Mish op)")
     return opset
-
-
-def _cpu_fp32(module: torch.nn.Module) -> torch.nn.Module:
-    """The module itself if it is on the CPU in float32, else a CPU float32 deep copy."""
-    params = list(module.parameters()) + list(module.buffers())
-    if all(p.device.type == "cpu" and (not p.is_floating_point() or p.dtype == torch.float32) for p in params):
-        return module
-    return copy.deepcopy(module).to("cpu").float()
-
-
-class _Eval:
-    """Context manager: module in eval mode inside, previous mode restored after."""
-
-    def __init__(self, module):
-        self.module, self.was_training = module, module.training
-
-    def __enter__(self):
-        self.module.eval()
-        return self.module
-
-    def __exit__(self, *exc):
-        self.module.train(self.was_training)
-
-
-def _torch_forward(module, x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    with _Eval(module), torch.no_grad():
-        boxes, scores = module(torch.from_numpy(x))
-    return boxes.float().numpy(), scores.float().numpy()
-
-
-def _model_info(module, names, input_hw):
-    info = module.model_info(names)
-    return dataclasses.replace(info, input_hw=tuple(input_hw), yolo4_version=info.yolo4_version or __version__)
-
-
-def reference_input(input_hw: Tuple[int, int], batch: int = 1, letter_box: bool = False
-                    ) -> Tuple[np.ndarray, str]:
-    """A deterministic, real-looking network input for export verification.
-
-    Uses darknet's sample images (``$YOLO4_ASSET_MIRROR/darknet/images/*.jpg``: dog, horses, person;
-    then their mirror images) when the asset mirror has them, preprocessed as the runtime does
-    (``yolo4.runtime.preprocess``; plain resize or letterbox); otherwise a seeded random image made of
-    smooth colour blocks (so the network sees edges and flat regions, not white noise).
-
-    Args:
-        input_hw: (height, width) in pixels.
-        batch: number of images.
-        letter_box: letterbox instead of plain resize.
-
-    Returns:
-        (x float32 [batch, 3, H, W] RGB 0..1, description of the source).
-    """
-    h, w = input_hw
-    mirror = os.environ.get("YOLO4_ASSET_MIRROR")
-    paths: List[Path] = []
-    if mirror:
-        paths = sorted((Path(mirror) / "darknet" / "images").glob("*.jpg"))
-        paths.sort(key=lambda p: p.name != "dog.jpg")  # dog first: the README's reference image
-    if paths:
-        try:
-            import cv2
-
-            imgs = []
-            for i in range(batch):
-                img = cv2.imread(str(paths[i % len(paths)]), cv2.IMREAD_COLOR)
-                if img is None:
-                    raise OSError(str(paths[i % len(paths)]))
-                if (i // len(paths)) % 2:
-                    img = img[:, ::-1].copy()
-                imgs.append(img)
-            from ..runtime.preprocess import preprocess
-
-            x, _ = preprocess(imgs, (h, w), letter_box)
-            names = [paths[i % len(paths)].name + ("(flipped)" if (i // len(paths)) % 2 else "")
-                     for i in range(batch)]
-            return np.ascontiguousarray(x, dtype=np.float32), ", ".join(names)
-        except Exception as e:  # noqa: BLE001 - any failure falls back to the synthetic input
-            logger.debug("reference images unusable (%s); using seeded random input", e)
-    rng = np.random.default_rng(0)
-    bh, bw = max(1, h // 16), max(1, w // 16)
-    low = rng.random((batch, 3, bh, bw), dtype=np.float32)
-    x = np.repeat(np.repeat(low, 16, axis=2), 16, axis=3)[:, :, :h, :w]
-    x = np.clip(x + rng.normal(0, 0.02, x.shape).astype(np.float32), 0, 1)
-    return np.ascontiguousarray(x, dtype=np.float32), "seeded random"
-
-
-def _ort_session(path_or_bytes):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    return ort.InferenceSession(path_or_bytes, so, providers=["CPUExecutionProvider"])
-
-
-def verify_onnx(module: torch.nn.Module, path: Union[str, os.PathLike, bytes], batch: Optional[int] = None,
-                fp16: Optional[bool] = None, x: Optional[np.ndarray] = None) -> VerifyResult:
-    """Compare an exported model (ONNX Runtime, CPUExecutionProvider) with the PyTorch module.
-
-    Args:
-        module: the Darknet module the file was exported from (any device; compared on a CPU copy).
-        path: ONNX file (or its serialized bytes).
-        batch: batch size to run; None = the file's fixed batch, or 2 for a dynamic batch (a batch
-            other than the traced 1, so a batch size frozen into the graph shows up as an error).
-        fp16: judge with the FP16 tolerances; None = detect from the file's initializers.
-        x: input float32 [B,3,H,W] to use instead of :func:`reference_input`.
-
-    Returns:
-        :class:`VerifyResult`. Tolerances: float32, max|diff| <= 1e-4 x scale per output (scale =
-        max |torch output|: ~input size px for boxes, <= 1 for scores; scale floored at 0.01);
-        float16, boxes <= 1e-2 x box
-        scale, scores <= 0.02 absolute (fp16 weights have 11 significant bits; the decode runs in
-        float32, see ``yolo4.convert.fp16``). Note for FP16 files: ONNX Runtime's CPU provider runs
-        ops that lack a float16 kernel in float32 (inserting, and folding, Casts), so this checks
-        the float16 weights and the graph rather than every float16 activation; the tests check
-        true float16 arithmetic with ONNX's reference evaluator.
-
-    Raises:
-        ModelFileError: the file cannot be loaded by ONNX Runtime.
-    """
-    try:
-        sess = _ort_session(os.fspath(path) if not isinstance(path, bytes) else path)
-    except Exception as e:  # noqa: BLE001
-        raise ModelFileError(f"ONNX Runtime cannot load the model: {_first_line(e)}",
-                             None if isinstance(path, bytes) else path) from e
-    inp = sess.get_inputs()[0]
-    _, _, h, w = inp.shape
-    if x is None:
-        fixed = inp.shape[0] if isinstance(inp.shape[0], int) else None
-        b = batch or fixed or 2
-        meta = sess.get_modelmeta().custom_metadata_map
-        letter_box = meta.get("letter_box", "false").lower() == "true"
-        x, source = reference_input((int(h), int(w)), b, letter_box)
-    else:
-        source = "given input"
-    if fp16 is None:
-        model = onnx.load_from_string(path) if isinstance(path, bytes) else onnx.load(os.fspath(path))
-        fp16 = any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
-    ref = _torch_forward(_cpu_fp32(module), x)
-    got = sess.run(list(OUTPUT_NAMES), {inp.name: x})
-    diff, scale, tol = {}, {}, {}
-    for name, r, g in zip(OUTPUT_NAMES, ref, got):
-        if r.shape != g.shape:
-            raise ExportVerificationError(f"output {name} has shape {g.shape} in ONNX Runtime, {r.shape} in PyTorch")
-        d = np.abs(r.astype(np.float64) - g.astype(np.float64))
-        diff[name] = float(np.nanmax(d)) if np.isfinite(g).all() else float("inf")
-        scale[name] = float(np.abs(r).max())
-    if fp16:
-        tol = {"boxes": FP16_BOX_RTOL * max(scale["boxes"], 1.0), "scores": FP16_SCORE_ATOL}
-    else:
-        tol = {k: FP32_RTOL * max(scale[k], 1e-2) for k in scale}
-    return VerifyResult(diff, scale, tol, int(x.shape[0]), source)
 
 
 # ------------------------------------------------------------------------------------------ pipeline
@@ -439,20 +269,6 @@ def _set_metadata(model: onnx.ModelProto, meta: Dict[str, str]) -> None:
     onnx.helper.set_model_props(model, {k: str(v) for k, v in meta.items()})
 
 
-def _atomic_write(data: bytes, output: Path) -> Tuple[Path, "callable"]:
-    """Write ``data`` to a temporary file beside ``output``; return (tmp path, commit function)."""
-    tmp = sibling_temp(output)
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp), lambda: os.replace(tmp, output)
-
-
 def export_onnx(module: torch.nn.Module, output: Union[str, os.PathLike], img_size: Optional[ImgSize] = None,
                 batch: Optional[int] = None, fp16: bool = False, simplify: bool = True,
                 opset: Optional[int] = None, names: Optional[Sequence[str]] = None,
@@ -461,11 +277,11 @@ def export_onnx(module: torch.nn.Module, output: Union[str, os.PathLike], img_si
 
     Args:
         module: ``yolo4.model.Darknet`` (or any module with its contract: ``forward(x)`` -> (boxes
-            [B,N,4] x1y1x2y2 input px, scores [B,N,C]); ``.input_hw``; ``.model_info(names)``).
+            [B,N,4] x1y1x2y2 input px, scores [B,N,C]); ``.model_info(names)``).
             Any device/dtype: exported from a CPU float32 copy when needed; not modified.
         output: path of the ``.onnx`` file (parent folders created).
-        img_size: input size, int (square) or (height, width), multiples of 32; None = the cfg's
-            ``[net] height/width``.
+        img_size: input size, int (square) or (height, width) in pixels, positive multiples of the
+            model's largest stride (32 for YOLOv4); None = the cfg's ``[net] height/width``.
         batch: fixed batch size, or None for a dynamic batch dimension named ``"batch"``.
         fp16: FP16 weights and compute, float32 graph inputs/outputs (``yolo4.convert.fp16``; needs
             onnxconverter-common). For TensorRT strongly typed builds (TensorRT 11 has no FP16 flag).
@@ -473,7 +289,8 @@ def export_onnx(module: torch.nn.Module, output: Union[str, os.PathLike], img_si
             unsimplified model is kept and a warning issued.
         opset: ai.onnx opset, 11..20; None = 17 (TensorRT 8.5 / JetPack 5). Below 18, Mish is
             Softplus/Tanh/Mul; from 18, native ``Mish`` (see the module docstring).
-        names: class names stored in the metadata; None = the module's.
+        names: class names stored in the metadata; None = the module's, else COCO's for an 80-class
+            model, else ``class0..`` (:func:`export_info`).
         verify: True = run the file in ONNX Runtime (CPU) vs the PyTorch module on a real-looking input
             (:func:`verify_onnx`) and raise if it is out of tolerance; ``"warn"`` = warn instead;
             False = skip.
@@ -481,25 +298,24 @@ def export_onnx(module: torch.nn.Module, output: Union[str, os.PathLike], img_si
             ``yolo4.convert.onnx_export`` logger.
 
     Returns:
-        :class:`ExportResult`. metadata_props = ``module.model_info(names).to_metadata()`` with
-        ``input_hw`` = the exported size; producer ``yolo4`` / version.
+        :class:`ExportResult`. metadata_props = :func:`export_info` ``(module, img_size,
+        names).to_metadata()``; producer ``yolo4`` / version.
 
     Raises:
         Yolo4Error: bad img_size / opset / batch.
         ExportVerificationError: verification failed (``verify=True``); nothing is written.
-        ModelFileError: the output cannot be written.
+        ModelFileError: the output cannot be written (folder, temp file or rename; ``.__cause__`` is
+            the OSError).
     """
     output = Path(output)
-    input_hw = _norm_img_size(img_size, module)
+    src = _cpu_fp32(module)
+    info = export_info(src, img_size, names)
+    input_hw = info.input_hw
     opset = _check_opset(opset)
     if batch is not None and int(batch) < 1:
         raise Yolo4Error(f"batch must be >= 1 (or None for a dynamic batch), got {batch!r}")
     batch = None if batch is None else int(batch)
-    src = _cpu_fp32(module)
-    try:
-        meta = _model_info(src, names, input_hw).to_metadata()
-    except ValueError as e:  # e.g. a names file with the wrong number of classes
-        raise Yolo4Error(str(e)) from e
+    meta = info.to_metadata()
 
     batch_txt = "dynamic" if batch is None else f"fixed {batch}"
     _say(log, f"exporting {output}: {input_hw[1]}x{input_hw[0]}, {batch_txt} batch, opset {opset}, "
@@ -528,86 +344,28 @@ def export_onnx(module: torch.nn.Module, output: Union[str, os.PathLike], img_si
     _set_metadata(model, meta)
     mish_mode = _mish_mode(model)
     data = model.SerializeToString()
-    try:
-        tmp, commit = _atomic_write(data, output)
-    except OSError as e:
-        raise ModelFileError(f"cannot write: {e.strerror}", output) from e
     result = None
     try:
-        if verify:
-            result = verify_onnx(src, tmp, fp16=fp16)
-            _say(log, f"ONNX Runtime vs PyTorch on {result.input_source}: {result.summary()}")
-            if not result.passed:
-                msg = f"exported model differs from PyTorch: {result.summary()}"
-                if verify == "warn":
-                    warnings.warn(msg, stacklevel=2)
-                else:
-                    raise ExportVerificationError(msg, output)
-        commit()
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        # the temp file beside the output is verified, then renamed onto it; on any failure it is
+        # removed and a previous file at ``output`` is left as it was
+        with atomic_path(output) as tmp:
+            with open(tmp, "xb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            if verify:
+                result = verify_onnx(src, tmp, fp16=fp16)
+                _say(log, f"ONNX Runtime vs PyTorch on {result.input_source}: {result.summary()}")
+                if not result.passed:
+                    msg = f"exported model differs from PyTorch: {result.summary()}"
+                    if verify == "warn":
+                        warnings.warn(msg, stacklevel=2)
+                    else:
+                        raise ExportVerificationError(msg, output)
+    except OSError as e:  # creating the folder, writing the temp file, or the final rename
+        raise ModelFileError(f"cannot write: {e.strerror or e}", output) from e
     return ExportResult(path=output, opset=opset, mish_mode=mish_mode,
                         max_abs_diff=max(result.max_abs_diff.values()) if result else None,
                         output_scale=max(result.output_scale.values()) if result else None,
                         simplified=simplified, fp16=fp16, batch=batch, input_hw=input_hw,
                         node_count=len(model.graph.node), verify=result)
-
-
-# ---------------------------------------------------------------------------------------------- cache
-
-def cache_dir() -> Path:
-    """``$YOLO4_CACHE_DIR`` or ``~/.cache/yolo4``."""
-    return Path(os.environ.get("YOLO4_CACHE_DIR") or Path.home() / ".cache" / "yolo4").expanduser()
-
-
-def state_digest(module: torch.nn.Module) -> str:
-    """sha256 hex of the module's state_dict (names, dtypes, shapes, values): identifies its weights."""
-    h = hashlib.sha256()
-    for k, v in module.state_dict().items():
-        t = v.detach().to("cpu").contiguous()
-        h.update(k.encode())
-        h.update(str(t.dtype).encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def export_cached(module: torch.nn.Module, cache_key: Optional[str] = None, img_size: Optional[ImgSize] = None,
-                  batch: Optional[int] = None, fp16: bool = False, simplify: bool = True,
-                  opset: Optional[int] = None, names: Optional[Sequence[str]] = None,
-                  cache: Optional[Union[str, os.PathLike]] = None,
-                  log: Optional[Callable[[str], None]] = None) -> Path:
-    """Export once into the cache and reuse: ``<cache>/onnx/<sha256>.onnx``.
-
-    The file name is the sha256 of the cfg text, ``cache_key`` (the weights' identity, e.g. the
-    sha256 of the .weights/.pt file; None = :func:`state_digest` of the module), the input size,
-    batch, opset, fp16/simplify flags, class names and the yolo4 version. A hit returns the path
-    without touching torch.onnx; a miss runs :func:`export_onnx` (verified) and writes atomically,
-    so concurrent processes at worst export twice.
-
-    Args:
-        module, img_size, batch, fp16, simplify, opset, names: as :func:`export_onnx`.
-        cache_key: string identifying the module's weights.
-        cache: cache root; None = ``$YOLO4_CACHE_DIR`` or ``~/.cache/yolo4``.
-        log: progress messages callable, as :func:`export_onnx` (silent on a cache hit).
-
-    Returns:
-        Path of the cached ONNX file.
-    """
-    input_hw = _norm_img_size(img_size, module)
-    opset = _check_opset(opset)
-    key_src = {
-        "cfg_text": getattr(module, "cfg_text", ""),
-        "weights": cache_key if cache_key is not None else state_digest(module),
-        "input_hw": list(input_hw), "batch": batch, "opset": opset, "fp16": bool(fp16),
-        "simplify": bool(simplify), "names": list(names) if names is not None else getattr(module, "names", None),
-        "yolo4_version": __version__,
-    }
-    digest = hashlib.sha256(json.dumps(key_src, sort_keys=True).encode()).hexdigest()
-    path = Path(cache) if cache is not None else cache_dir()
-    path = path / "onnx" / (digest + ".onnx")
-    if path.is_file() and path.stat().st_size > 0:
-        return path
-    export_onnx(module, path, img_size=input_hw, batch=batch, fp16=fp16, simplify=simplify, opset=opset,
-                names=names, verify=True, log=log)
-    return path
