@@ -1,12 +1,14 @@
 """Trainer: darknet anchor assignment, ignore rule, IoU family, loss gradients, overfitting."""
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from yolo4.trainer.assign import HeadSpec, assign, assign_layer, wh_iou
+from yolo4.model.cfg import YoloSpec, build_specs, parse_cfg_text
+from yolo4.trainer.assign import assign, assign_layer, wh_iou
 from yolo4.trainer.loss import YoloLoss, bbox_iou, decode_layer
 
 torch.set_num_threads(2)
@@ -17,17 +19,37 @@ TINY_ANCHORS = [(10, 14), (23, 27), (37, 58), (81, 82), (135, 169), (344, 319)]
 V4_ANCHORS = [(12, 16), (19, 36), (40, 28), (36, 75), (76, 55), (72, 146), (142, 110), (192, 243), (459, 401)]
 
 
+def yolo_specs(anchors, heads, classes, **options):
+    """The :class:`YoloSpec` s a darknet cfg makes: a cfg with one ``[yolo]`` per ``(mask, stride)`` of
+    ``heads`` (``[maxpool]`` s down to the stride, ``[route]`` back, a 1x1 conv), each with ``anchors``,
+    ``classes`` and the ``[yolo]`` ``options`` (``iou_loss="ciou"``, ``ignore_thresh=0.7``, ...)."""
+    lines = ["[net]", "width=256", "height=256", "channels=3"]
+    at_stride, n, stride = {}, 0, 1
+    while stride < max(s for _, s in heads):
+        lines += ["[maxpool]", "size=2", "stride=2"]
+        stride *= 2
+        at_stride[stride] = n
+        n += 1
+    anchor_text = ", ".join(f"{w},{h}" for w, h in anchors)
+    for mask, s in heads:
+        lines += ["[route]", f"layers={at_stride[s]}",
+                  "[convolutional]", f"filters={len(mask) * (classes + 5)}", "size=1", "activation=linear",
+                  "[yolo]", "mask=" + ",".join(map(str, mask)), f"anchors={anchor_text}", f"classes={classes}",
+                  f"num={len(anchors)}"] + [f"{k}={v}" for k, v in options.items()]
+    _, layers = build_specs(parse_cfg_text("\n".join(lines) + "\n"))
+    specs = [ly for ly in layers if isinstance(ly, YoloSpec)]
+    assert [(sp.mask, sp.stride) for sp in specs] == [(list(m), s) for m, s in heads]
+    return specs
+
+
 def tiny_specs(num_classes=2, **kw):
-    common = dict(num_classes=num_classes, scale_x_y=1.0, iou_loss="ciou", iou_normalizer=0.07,
-                  ignore_thresh=0.7)
-    common.update(kw)
-    return [HeadSpec(TINY_ANCHORS, [3, 4, 5], 32, **common), HeadSpec(TINY_ANCHORS, [1, 2, 3], 16, **common)]
+    options = dict(scale_x_y=1.0, iou_loss="ciou", iou_normalizer=0.07, ignore_thresh=0.7)
+    options.update(kw)
+    return yolo_specs(TINY_ANCHORS, [([3, 4, 5], 32), ([1, 2, 3], 16)], num_classes, **options)
 
 
 def v4_specs(iou_thresh=0.213):
-    return [HeadSpec(V4_ANCHORS, [0, 1, 2], 8, 3, iou_thresh=iou_thresh),
-            HeadSpec(V4_ANCHORS, [3, 4, 5], 16, 3, iou_thresh=iou_thresh),
-            HeadSpec(V4_ANCHORS, [6, 7, 8], 32, 3, iou_thresh=iou_thresh)]
+    return yolo_specs(V4_ANCHORS, [([0, 1, 2], 8), ([3, 4, 5], 16), ([6, 7, 8], 32)], 3, iou_thresh=iou_thresh)
 
 
 def pairs(lt):
@@ -137,7 +159,7 @@ def test_ignore_rule_and_objectness_gradients():
     assert g[2, 0, 0].item() == pytest.approx(0.5, abs=1e-6)         # plain negative: sigmoid(0) - 0
     assert items["positives"] == 1
     # without the ignore rule (threshold 1) the same prediction is pushed down like any negative
-    spec_no_ignore = HeadSpec(**{**spec.__dict__, "ignore_thresh": 1.0})
+    spec_no_ignore = dataclasses.replace(spec, ignore_thresh=1.0)
     raw2 = raw.detach().clone().requires_grad_(True)
     YoloLoss([spec_no_ignore])([raw2], targets)[0].backward()
     assert raw2.grad.view(B, A, 6, H, W)[0, 0, 4, 2, 2].item() == pytest.approx(0.5, abs=1e-6)
@@ -158,14 +180,13 @@ def test_class_and_box_terms_at_the_positive():
 
 def test_decode_matches_the_model(shared_data):
     from yolo4.model import load_darknet
-    from yolo4.trainer.assign import head_specs
 
     model = load_darknet(shared_data / "darknet/cfg/yolov4-tiny.cfg", num_classes=3)
     x = torch.rand(1, 3, 128, 160)
     with torch.no_grad():
         raw = model(x, raw=True)
         boxes, scores = model(x)
-    specs = head_specs(model)
+    specs = [yl.spec for yl in model.yolo_layers]
     assert [s.mask for s in specs] == [[3, 4, 5], [1, 2, 3]] and [s.stride for s in specs] == [32, 16]
     assert specs[0].iou_loss == "ciou" and specs[0].scale_x_y == pytest.approx(1.05)
     mine = []
@@ -194,7 +215,6 @@ def _coco128_records(root, stems):
 
 def test_loss_decreases_overfitting_two_images(shared_data):
     from yolo4.model import load_darknet
-    from yolo4.trainer.assign import head_specs
     from yolo4.trainer.dataset import YoloDataset, collate
     from yolo4.trainer.train import param_groups
 
@@ -205,7 +225,7 @@ def test_loss_decreases_overfitting_two_images(shared_data):
     images, targets, _ = collate([YoloDataset(recs, (128, 128), False)[i] for i in range(2)])
     assert targets.shape[0] == sum(len(r.boxes) for r in recs)
     x = images.float() / 255
-    loss_fn = YoloLoss(head_specs(model))
+    loss_fn = YoloLoss([yl.spec for yl in model.yolo_layers])
     opt = torch.optim.SGD(param_groups(model, 5e-4), lr=2.61e-3, momentum=0.9)
     losses = []
     for _ in range(20):
@@ -220,7 +240,8 @@ def test_loss_decreases_overfitting_two_images(shared_data):
 
 
 def _one_positive(iou_loss, box_grad, tx=0.3):
-    spec = HeadSpec(TINY_ANCHORS, [1, 2, 3], 16, 1, iou_loss=iou_loss, iou_normalizer=0.5, ignore_thresh=1.0)
+    spec = yolo_specs(TINY_ANCHORS, [([1, 2, 3], 16)], 1, iou_loss=iou_loss, iou_normalizer=0.5,
+                      ignore_thresh=1.0)[0]
     raw = torch.zeros(1, 18, 4, 4)
     raw[0, 6 + 0, 2, 2] = tx                           # slot 1, raw x
     raw.requires_grad_(True)

@@ -1,6 +1,9 @@
 """Trainer: short real runs -> checkpoints (format, atomic writes), resume, darknet files, warnings."""
 
 import csv
+import os
+import re
+import shutil
 
 import cv2
 import numpy as np
@@ -8,7 +11,8 @@ import pytest
 import torch
 
 from yolo4.errors import Yolo4Error
-from yolo4.trainer.checkpoint import load_training_checkpoint, make_checkpoint, save_checkpoint
+from yolo4.model.checkpoint import read_checkpoint
+from yolo4.trainer.checkpoint import make_checkpoint, save_checkpoint
 from yolo4.trainer.train import train
 
 torch.set_num_threads(2)
@@ -33,7 +37,169 @@ def _failing_save(monkeypatch):
     monkeypatch.setattr(torch, "save", save)
 
 
-def test_one_epoch_checkpoints_darknet_files_and_resume(shared_data, tmp_path, monkeypatch):
+def _leftovers(folder):
+    """Temp files of the atomic writer (hidden ``.<name>.<hex>.tmp``) or any other hidden file."""
+    return [n for n in os.listdir(folder) if n.startswith(".") or n.endswith(".tmp")]
+
+
+class _Stop(Exception):
+    """Raised from ``log`` to interrupt a run (as Ctrl-C) right after an epoch was saved."""
+
+
+def _stop_after(epoch_line, logs):
+    def log(line):
+        logs.append(line)
+        if line.startswith(epoch_line):
+            raise _Stop(line)
+    return log
+
+
+def _record_step_lrs(monkeypatch):
+    """The learning rate of every SGD step taken from now on (appended to the returned list)."""
+    lrs = []
+    real = torch.optim.SGD.step
+
+    def step(self, *a, **kw):
+        lrs.append(self.param_groups[0]["lr"])
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", step)
+    return lrs
+
+
+# a 2-epoch run of 9 raccoon images, batch 3, 128 px: 3 steps per epoch, 6 in all, burn-in 1 step
+RUN = dict(data="raccoon", epochs=2, batch_size=3, img_size=128, max_images=9)
+QUIET = dict(workers=0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def interrupted(shared_data, tmp_path_factory):
+    """A run stopped after epoch 1 of 2 (``last.pt`` at epoch 1), and the same run uninterrupted with
+    the lr of each of its 6 steps. Tests copy the interrupted folder before touching it."""
+    mp = pytest.MonkeyPatch()
+    try:
+        kw = dict(cfg=shared_data / "darknet/cfg/yolov4-tiny.cfg", weights=shared_data / "weights/yolov4-tiny.weights",
+                  **RUN, **QUIET)
+        full = tmp_path_factory.mktemp("full")
+        lrs = _record_step_lrs(mp)
+        train(output_dir=full, log=lambda s: None, **kw)
+        full_lrs = list(lrs)
+        stopped = tmp_path_factory.mktemp("stopped")
+        with pytest.raises(_Stop):
+            train(output_dir=stopped, log=_stop_after("epoch 1/2", []), **kw)
+    finally:
+        mp.undo()
+    assert read_checkpoint(stopped / "last.pt")["epoch"] == 1
+    return {"kw": kw, "full": full, "full_lrs": full_lrs, "stopped": stopped}
+
+
+def _copy_run(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_resume_continues_the_run_as_it_was(interrupted, tmp_path, monkeypatch):
+    out = _copy_run(interrupted["stopped"], tmp_path / "run")
+    full_lrs = interrupted["full_lrs"]
+    assert len(full_lrs) == 6 and len(set(full_lrs[3:])) == 3      # cosine: each step of epoch 2 differs
+
+    # a crash while writing last.pt leaves epoch 1's checkpoint intact and no temp file
+    with monkeypatch.context() as m:
+        _failing_save(m)
+        with pytest.raises(OSError, match="simulated crash"):
+            train(output_dir=out, resume=True, log=lambda s: None, **QUIET)
+    assert read_checkpoint(out / "last.pt")["epoch"] == 1
+    assert _leftovers(out) == []
+
+    # nothing but the folder given: epochs, size, batch, data, schedule come from last.pt
+    state1 = read_checkpoint(out / "last.pt")["model"]
+    logs = []
+    lrs = _record_step_lrs(monkeypatch)
+    summary = train(output_dir=out, resume=True, log=logs.append, **QUIET)
+    assert any(line.startswith("resuming") and "epoch 2 of 2" in line for line in logs)
+    assert any("input 128x128" in line and "batch 3, 3 steps/epoch" in line for line in logs)
+    assert not any(line.startswith("epoch 1/") for line in logs)
+    # the stored schedule: the resumed steps get the lr the uninterrupted run had at those steps
+    assert lrs == pytest.approx(full_lrs[3:], rel=1e-12)
+    ck = read_checkpoint(out / "last.pt")
+    assert ck["epoch"] == 2
+    full_ck = read_checkpoint(interrupted["full"] / "last.pt")
+    for key in ("epochs", "batch_size", "img_size", "total_iters", "burn_in", "steps_per_epoch", "lr", "seed"):
+        assert ck["train_args"][key] == full_ck["train_args"][key], key
+    assert ck["train_args"]["img_size"] == [128, 128] and ck["train_args"]["burn_in"] == 1
+    changed = [k for k, v in ck["model"].items() if v.is_floating_point() and not torch.equal(v, state1[k])]
+    assert changed, "resumed epoch did not train"
+    # same data order, augmentation, optimizer state: the weights of the uninterrupted run
+    for k, v in ck["model"].items():
+        assert torch.allclose(v.float(), full_ck["model"][k].float(), atol=1e-5), k
+    assert [r["epoch"] for r in _csv_rows(out / "results.csv")] == ["1", "2"]
+    assert [r["epoch"] for r in summary["epochs"]] == [1, 2]
+    assert [r["lr"] for r in _csv_rows(out / "results.csv")] == \
+        [r["lr"] for r in _csv_rows(interrupted["full"] / "results.csv")]
+
+    # the run is finished now: nothing to resume, and it cannot be stretched to more epochs
+    with pytest.raises(Yolo4Error, match=r"is finished \(2 of 2 epochs done\)") as e:
+        train(output_dir=out, resume=True, log=lambda s: None, **QUIET)
+    assert "\n" not in str(e.value)
+    with pytest.raises(Yolo4Error, match=r"^--epochs 4 conflicts with the run being resumed in .* \(epochs 2\)"):
+        train(output_dir=out, resume=True, epochs=4, log=lambda s: None, **QUIET)
+    assert read_checkpoint(out / "last.pt")["epoch"] == 2
+
+
+@pytest.mark.parametrize("given, message", [
+    (dict(epochs=10), r"--epochs 10 conflicts with the run being resumed in {out} \(epochs 2\)"),
+    (dict(img_size=160), r"--img-size 160 conflicts with the run being resumed in {out} \(img-size 128\)"),
+    (dict(batch_size=4), r"--batch 4 conflicts with the run being resumed in {out} \(batch 3\)"),
+    (dict(max_images=5), r"--max-images 5 conflicts with .* \(max-images 9\)"),
+    (dict(augment=False), r"--no-augment conflicts with .* \(augment on\)"),
+    (dict(lr=0.01), r"--lr 0.01 conflicts with .* \(lr 0.00261\)"),
+    (dict(seed=1), r"--seed 1 conflicts with .* \(seed 0\)"),
+    (dict(data="chess"), r"--data chess conflicts with .* \(data raccoon\)"),
+])
+def test_resume_refuses_an_option_that_changes_the_run(interrupted, tmp_path, given, message):
+    out = _copy_run(interrupted["stopped"], tmp_path / "run")
+    before = (out / "last.pt").read_bytes()
+    with pytest.raises(Yolo4Error) as e:
+        train(output_dir=out, resume=True, log=lambda s: None, **QUIET, **given)
+    text = str(e.value)
+    assert "\n" not in text
+    assert re.match(message.format(out=re.escape(str(out))), text), text
+    assert text.endswith("--resume continues a run as it was; start a new run to change it")
+    assert (out / "last.pt").read_bytes() == before
+
+
+def test_resume_accepts_the_same_options_again(interrupted, tmp_path):
+    """Repeating the run's own values is fine; workers/device/progress/log may change."""
+    out = _copy_run(interrupted["stopped"], tmp_path / "run")
+    kw = dict(interrupted["kw"], workers=1, device="cpu")
+    kw["img_size"] = (128, 128)
+    kw["cfg"] = str(kw["cfg"])
+    summary = train(output_dir=out, resume=True, log=lambda s: None, **kw)
+    assert [r["epoch"] for r in summary["epochs"]] == [1, 2]
+
+
+def test_resume_without_a_run_is_refused(tmp_path):
+    with pytest.raises(Yolo4Error, match="nothing to resume in .*: it holds no last.pt"):
+        train(output_dir=tmp_path / "none", resume=True, log=lambda s: None)
+    assert not (tmp_path / "none").exists()
+
+
+def test_unwritable_output_folder_fails_before_any_work(shared_data, tmp_path, monkeypatch):
+    import yolo4.data.datasets
+    import yolo4.model
+
+    def forbidden(*a, **kw):
+        raise AssertionError("work started before the output folder was checked")
+
+    monkeypatch.setattr(yolo4.data.datasets, "load_dataset", forbidden)
+    monkeypatch.setattr(yolo4.model, "load_darknet", forbidden)
+    (tmp_path / "taken").write_text("a file, not a folder")
+    for out in (tmp_path / "taken", tmp_path / "taken" / "run"):
+        with pytest.raises(Yolo4Error, match="cannot create the output folder: a file is in the way"):
+            train(shared_data / "darknet/cfg/yolov4-tiny.cfg", "raccoon", output_dir=out, log=lambda s: None)
+
+
+def test_one_epoch_checkpoints_and_darknet_files(shared_data, tmp_path, monkeypatch):
     from yolo4.model import load_checkpoint, load_darknet
 
     cfg = shared_data / "darknet/cfg/yolov4-tiny.cfg"
@@ -72,35 +238,14 @@ def test_one_epoch_checkpoints_darknet_files_and_resume(shared_data, tmp_path, m
         b2, s2 = dk(x)
     assert torch.allclose(b1, b2, atol=1e-3) and torch.allclose(s1, s2, atol=1e-5)
 
-    state1 = torch.load(last, weights_only=True)["model"]
     rows = _csv_rows(out / "results.csv")
     assert [r["epoch"] for r in rows] == ["1"]
     assert float(rows[0]["map50"]) == pytest.approx(summary["epochs"][0]["map50"])
     assert any(line.startswith("epoch 1/1") for line in logs)
 
-    # nothing left to resume at epochs=1
-    with pytest.raises(Yolo4Error, match="already completed 1 epochs"):
-        train(epochs=1, resume=True, **kw)
-
-    # a crash while writing last.pt leaves epoch 1's checkpoint intact and no temp file
-    with monkeypatch.context() as m:
-        _failing_save(m)
-        with pytest.raises(OSError, match="simulated crash"):
-            train(epochs=2, resume=True, **kw)
-    assert torch.load(last, weights_only=True)["epoch"] == 1
-    assert not list(out.glob("*.tmp"))
-
-    # resume continues at epoch 2 with the saved weights/optimizer
-    logs.clear()
-    summary2 = train(epochs=2, resume=True, **kw)
-    assert any("resuming" in line and "epoch 2 of 2" in line for line in logs)
-    assert not any(line.startswith("epoch 1/") for line in logs)
-    ck2 = torch.load(last, weights_only=True)
-    assert ck2["epoch"] == 2
-    changed = [k for k, v in ck2["model"].items() if v.is_floating_point() and not torch.equal(v, state1[k])]
-    assert changed, "resumed epoch did not train"
-    assert [r["epoch"] for r in _csv_rows(out / "results.csv")] == ["1", "2"]
-    assert [r["epoch"] for r in summary2["epochs"]] == [1, 2]
+    # a 1-epoch run is finished: nothing to resume
+    with pytest.raises(Yolo4Error, match=r"is finished \(1 of 1 epochs done\)"):
+        train(output_dir=out, resume=True, workers=0, progress=False, log=logs.append)
 
 
 def test_interrupted_save_keeps_previous_checkpoint(shared_data, tmp_path, monkeypatch):
@@ -116,30 +261,18 @@ def test_interrupted_save_keeps_previous_checkpoint(shared_data, tmp_path, monke
     with pytest.raises(OSError):
         save_checkpoint(make_checkpoint(model, ["a", "b"], epoch=2, best_fitness=0.6), path)
     monkeypatch.undo()
-    assert not (tmp_path / "last.pt.tmp").exists()
-    ck = load_training_checkpoint(path)
+    assert sorted(os.listdir(tmp_path)) == ["last.pt"]          # no temp file (hidden or not) is left
+    ck = read_checkpoint(path)
     assert ck["epoch"] == 1 and ck["best_fitness"] == 0.5
     restored = load_checkpoint(path)
     changed = dict(model.named_parameters())
     assert all(not torch.equal(v, changed[k]) for k, v in restored.named_parameters())
 
 
-def test_load_training_checkpoint_rejects_foreign_files(tmp_path):
-    from yolo4.errors import WeightsError
-
-    with pytest.raises(WeightsError, match="not found"):
-        load_training_checkpoint(tmp_path / "missing.pt")
-    torch.save({"model": {}}, tmp_path / "other.pt")
-    with pytest.raises(WeightsError, match="not a yolo4 checkpoint"):
-        load_training_checkpoint(tmp_path / "other.pt")
-    (tmp_path / "junk.pt").write_bytes(b"not a zip")
-    with pytest.raises(WeightsError, match="not a PyTorch checkpoint"):
-        load_training_checkpoint(tmp_path / "junk.pt")
-
-
-def _tiny_yolo_dataset(root, bad_lines):
+def _tiny_yolo_dataset(root, bad_lines=0, val="images/val"):
     """Two synthetic 96x96 images per split (white squares), YOLO txt labels; ``bad_lines`` bad
-    label lines (class id out of range) in the first training image's label file."""
+    label lines (class id out of range) in the first training image's label file; ``val`` is the
+    YAML's val entry (relative to ``root``)."""
     for split in ("train", "val"):
         (root / "images" / split).mkdir(parents=True)
         (root / "labels" / split).mkdir(parents=True)
@@ -152,7 +285,7 @@ def _tiny_yolo_dataset(root, bad_lines):
                 lines += ["7 0.5 0.5 0.1 0.1"] * bad_lines
             (root / "labels" / split / f"{i}.txt").write_text("\n".join(lines) + "\n")
     yaml = root / "data.yaml"
-    yaml.write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames: [square]\n")
+    yaml.write_text(f"path: {root}\ntrain: images/train\nval: {val}\nnames: [square]\n")
     return yaml
 
 
@@ -169,7 +302,37 @@ def test_bad_labels_are_reported_once_and_capped(shared_data, tmp_path):
 
 
 def test_bad_img_size_is_a_user_error(shared_data, tmp_path):
-    data = _tiny_yolo_dataset(tmp_path / "ds", bad_lines=0)
+    data = _tiny_yolo_dataset(tmp_path / "ds")
     with pytest.raises(Yolo4Error, match="multiple of 32"):
         train(shared_data / "darknet/cfg/yolov4-tiny.cfg", data, epochs=1, img_size=100,
               output_dir=tmp_path / "run", workers=0, progress=False, log=lambda s: None)
+
+
+def _overlap_warnings(shared_data, data, out):
+    """The memorisation warnings of a run on ``data``, stopped before its first step."""
+    logs = []
+    with pytest.raises(_Stop):
+        train(shared_data / "darknet/cfg/yolov4-tiny.cfg", data, img_size=64, output_dir=out, workers=0,
+              progress=False, log=_stop_after("train: ", logs))
+    return [line for line in logs if "memorisation" in line]
+
+
+def test_same_train_and_val_images_warn(shared_data, tmp_path):
+    data = _tiny_yolo_dataset(tmp_path / "ds", val="images/train")
+    warnings = _overlap_warnings(shared_data, data, tmp_path / "run")
+    assert warnings == ["warning: the train and val splits are the same 2 images: validation mAP measures "
+                        "memorisation, not how the model does on new images"]
+
+
+def test_partly_shared_val_images_warn_with_a_count(shared_data, tmp_path):
+    root = tmp_path / "ds"
+    # val.txt lists the two val images and, spelt through a symlinked folder, one training image
+    data = _tiny_yolo_dataset(root, val="val.txt")
+    os.symlink(root / "images" / "train", root / "images" / "train_link")
+    (root / "val.txt").write_text("images/val/0.png\nimages/val/1.png\nimages/train_link/1.png\n")
+    warnings = _overlap_warnings(shared_data, data, tmp_path / "run")
+    assert warnings == ["warning: 1 of the 3 val images are also in the train split: mAP on them measures "
+                        "memorisation"]
+    # disjoint splits: no warning
+    data = _tiny_yolo_dataset(tmp_path / "ds2")
+    assert _overlap_warnings(shared_data, data, tmp_path / "run2") == []

@@ -117,12 +117,13 @@ def train(
     epochs: Optional[int] = typer.Option(None, min=1, help="number of passes over the training split "
                                          "[default: 10]."),
     batch: Optional[int] = typer.Option(None, min=1, help="images per optimizer step [default: 8]."),
-    img_size: Optional[int] = typer.Option(None, help=IMG_HELP),
+    img_size: Optional[int] = typer.Option(None, help="network input size in pixels, square, multiple of "
+                                           "32 [default: the cfg's [net] width/height]."),
     output_dir: Optional[Path] = typer.Option(None, help="where last.pt, best.pt, best.weights, best.cfg, "
                                               "best.names and results.csv are written [default: runs/train, "
                                               "numbered]."),
     exist_ok: bool = typer.Option(False, "--exist-ok", help=EXIST_OK_HELP),
-    resume: bool = typer.Option(False, help="continue the run in OUTPUT_DIR [default: the most recent "
+    resume: bool = typer.Option(False, "--resume", help="continue the run in OUTPUT_DIR [default: the most recent "
                                 "runs/train*] from its last.pt, exactly as it was started: cfg, data, epochs, "
                                 "image size, batch and schedule come from the checkpoint."),
     workers: int = typer.Option(2, min=0, help="data-loading worker processes."),
@@ -131,6 +132,14 @@ def train(
     max_images: Optional[int] = typer.Option(None, min=1, help="use at most this many training images "
                                              "(quick runs)."),
     seed: Optional[int] = typer.Option(None, help="random seed [default: 0]."),
+    eval_every: Optional[int] = typer.Option(None, min=1, help="validate every N epochs, and after the "
+                                             "last [default: 1]."),
+    augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="flip, HSV and jitter "
+                                           "augmentation [default: on]."),
+    jitter: Optional[float] = typer.Option(None, min=0.0, max=0.99, help="darknet jitter: random crop "
+                                           "as a fraction of the image size, 0..1 [default: the cfg's]."),
+    box_grad: Optional[str] = typer.Option(None, help="box-loss gradient: darknet (darknet's scaling) or "
+                                           "chain (plain autograd) [default: darknet]."),
 ):
     """Train (fine-tune) a darknet cfg on a dataset; writes checkpoints and darknet .weights."""
     from .fileio import check_writable_dir, latest_run_dir
@@ -147,7 +156,8 @@ def train(
         out = _run_dir(output_dir, "runs/train", exist_ok)
     summary = run_train(cfg=cfg, data=data, weights=weights, epochs=epochs, batch_size=batch,
                         img_size=img_size, output_dir=str(out), resume=resume, workers=workers,
-                        lr=lr, max_images=max_images, seed=seed, log=_log)
+                        lr=lr, max_images=max_images, seed=seed, eval_every=eval_every, augment=augment,
+                        jitter=jitter, box_grad=box_grad, log=_log)
     for key in ("best", "last", "weights", "cfg"):
         if summary.get(key):
             typer.echo("%-8s %s" % (key, summary[key]))

@@ -140,10 +140,8 @@ def open_backend(backend: Optional[str] = None, cfg: Optional[str] = None, weigh
         return create_backend("torch", module=module, input_hw=hw)
     from .convert import export_cached
 
-    onnx_path = export_cached(module, img_size=hw, log=log)
-    be = create_backend("onnxruntime", path=str(onnx_path), threads=threads)
-    be.info.names = list(info.names)
-    return be
+    onnx_path = export_cached(module, img_size=hw, log=log)  # the file carries the resolved names
+    return create_backend("onnxruntime", path=str(onnx_path), threads=threads)
 
 
 def detections_to_json(det, names: Sequence[str]) -> List[Dict[str, Any]]:

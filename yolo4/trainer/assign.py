@@ -18,50 +18,11 @@ Truths whose best anchor is in no layer's mask (yolov4-tiny's anchor 0 ``10,14``
 Everything is vectorized over truths x anchors; no Python loop over boxes.
 """
 
-from dataclasses import dataclass, field
 from typing import List, NamedTuple, Sequence, Tuple
 
 import torch
 
-
-@dataclass
-class HeadSpec:
-    """The training parameters of one ``[yolo]`` section (darknet ``parse_yolo`` defaults).
-
-    Attributes:
-        anchors: all anchors of the section, ``[(w, h), ...]`` in network-input pixels (``anchors=``,
-            darknet ``l.biases``; ``total`` = ``num`` entries).
-        mask: indices into ``anchors`` predicted by this layer (``mask=``), in output-channel order.
-        stride: network-input pixels per output cell (8, 16, 32, ...).
-        num_classes: ``classes=``.
-        scale_x_y: ``scale_x_y=`` (1.0): ``x = sigmoid(t) * s - (s - 1) / 2``.
-        new_coords: ``new_coords=1`` (scaled-YOLOv4): the raw tensor already went through a
-            logistic activation; ``w = (2 p)^2 * anchor``.
-        iou_thresh: ``iou_thresh=`` (1.0 = off): extra anchors with anchor/truth IoU above it.
-        ignore_thresh: ``ignore_thresh=`` (0.5): predictions whose IoU with some truth exceeds it get
-            no objectness loss.
-        iou_normalizer, obj_normalizer, cls_normalizer: loss weights (0.75, 1, 1).
-        iou_loss: ``iou_loss=`` one of ``mse`` (darknet default), ``iou``, ``giou``, ``diou``, ``ciou``.
-    """
-
-    anchors: List[Tuple[float, float]]
-    mask: List[int]
-    stride: int
-    num_classes: int
-    scale_x_y: float = 1.0
-    new_coords: bool = False
-    iou_thresh: float = 1.0
-    ignore_thresh: float = 0.5
-    iou_normalizer: float = 0.75
-    obj_normalizer: float = 1.0
-    cls_normalizer: float = 1.0
-    iou_loss: str = "mse"
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def masked_anchors(self) -> List[Tuple[float, float]]:
-        """``[(w, h)]`` in pixels of this layer's own anchors, mask order."""
-        return [tuple(self.anchors[m]) for m in self.mask]
+from ..model.cfg import YoloSpec
 
 
 class LayerTargets(NamedTuple):
@@ -95,13 +56,14 @@ def wh_iou(wh1: torch.Tensor, wh2: torch.Tensor) -> torch.Tensor:
     return inter / union.clamp(min=1e-12)
 
 
-def assign_layer(targets: torch.Tensor, spec: HeadSpec, grid_hw: Tuple[int, int]) -> LayerTargets:
+def assign_layer(targets: torch.Tensor, spec: YoloSpec, grid_hw: Tuple[int, int]) -> LayerTargets:
     """Darknet's positives of one yolo layer (see the module docstring for the rules).
 
     Args:
         targets: ``[K, 6]`` float32 rows ``(image_index, class_id, cx, cy, w, h)``, box centre and
             size in network-input pixels. Rows with ``w <= 0`` or ``h <= 0`` are skipped.
-        spec: the layer's :class:`HeadSpec`.
+        spec: the layer's :class:`yolo4.model.cfg.YoloSpec` (``anchors``, ``mask``, ``stride``,
+            ``iou_thresh``; a model's are ``[yl.spec for yl in model.yolo_layers]``).
         grid_hw: ``(H, W)`` cells of this layer's output.
 
     Returns:
@@ -131,31 +93,7 @@ def assign_layer(targets: torch.Tensor, spec: HeadSpec, grid_hw: Tuple[int, int]
     return LayerTargets(b, a, gj, gi, t)
 
 
-def assign(targets: torch.Tensor, specs: Sequence[HeadSpec],
+def assign(targets: torch.Tensor, specs: Sequence[YoloSpec],
            grids: Sequence[Tuple[int, int]]) -> List[LayerTargets]:
     """:func:`assign_layer` for every yolo layer (cfg order); ``grids[l] = (H, W)`` of layer ``l``."""
     return [assign_layer(targets, s, g) for s, g in zip(specs, grids)]
-
-
-def head_specs(module) -> List[HeadSpec]:
-    """The :class:`HeadSpec` of every ``[yolo]`` layer of a ``yolo4.model.Darknet``, cfg order.
-
-    Reads ``module.yolo_layers[i]`` attributes (``all_anchors``, ``mask``, ``stride``,
-    ``num_classes``, ``scale_x_y``, ``new_coords``, ``iou_thresh``, ``ignore_thresh``,
-    ``iou_normalizer``, ``obj_normalizer``, ``cls_normalizer``, ``iou_loss``).
-    """
-    out = []
-    for y in module.yolo_layers:
-        all_anchors = getattr(y, "all_anchors", None) or list(y.anchors)
-        mask = list(getattr(y, "mask", range(len(y.anchors))))
-        out.append(HeadSpec(
-            anchors=[(float(a[0]), float(a[1])) for a in all_anchors], mask=[int(m) for m in mask],
-            stride=int(y.stride), num_classes=int(y.num_classes),
-            scale_x_y=float(getattr(y, "scale_x_y", 1.0)), new_coords=bool(getattr(y, "new_coords", 0)),
-            iou_thresh=float(getattr(y, "iou_thresh", 1.0)),
-            ignore_thresh=float(getattr(y, "ignore_thresh", 0.5)),
-            iou_normalizer=float(getattr(y, "iou_normalizer", 0.75)),
-            obj_normalizer=float(getattr(y, "obj_normalizer", 1.0)),
-            cls_normalizer=float(getattr(y, "cls_normalizer", 1.0)),
-            iou_loss=str(getattr(y, "iou_loss", "mse"))))
-    return out

@@ -1,15 +1,17 @@
 """Training checkpoints (``last.pt``, ``best.pt``) in the format of the shared spec, written atomically.
 
 Format (``torch.save`` of a dict; only tensors, dicts, lists, str, int, float, bool and None so it
-loads with ``torch.load(path, weights_only=True)``; read back by ``yolo4.model.load_checkpoint``)::
+loads with ``torch.load(path, weights_only=True)``; defined, read and validated by
+:mod:`yolo4.model.checkpoint` (``read_checkpoint`` for the dict, ``load_checkpoint`` for the model))::
 
     {"format": "yolo4-checkpoint", "version": 1, "cfg_text": str (the re-headed cfg), "names": [str],
      "model": state_dict (EMA weights when EMA is used), "epoch": int (completed epochs, 1-based),
      "best_fitness": float, "optimizer": state_dict or None, "ema": state_dict or None,
      "ema_updates": int, "train_args": dict, "yolo4_version": str, "metrics": dict}
 
-Writes go to ``<path>.tmp`` and are moved over ``path`` with ``os.replace`` only once complete, so
-an interrupted save (crash, full disk, Ctrl-C) leaves the previous checkpoint intact.
+Writes go to a hidden temp file beside ``path`` (``.<name>.<hex>.tmp``, :func:`yolo4.fileio.atomic_path`)
+that is moved over ``path`` with ``os.replace`` only once complete, so an interrupted save (crash,
+full disk, Ctrl-C) leaves the previous checkpoint intact and no temp file behind.
 """
 
 import os
@@ -22,7 +24,6 @@ from .. import __version__
 from ..fileio import atomic_path
 from ..model.checkpoint import CHECKPOINT_FORMAT as FORMAT
 from ..model.checkpoint import CHECKPOINT_VERSION as VERSION
-from ..model.checkpoint import read_checkpoint
 
 
 def _plain(obj: Any) -> Any:
@@ -54,7 +55,8 @@ def make_checkpoint(model: torch.nn.Module, names, epoch: int, best_fitness: flo
         best_fitness: best validation fitness so far (-1.0 before any evaluation).
         optimizer: its ``state_dict`` is stored for ``resume`` (None in ``best.pt``-only uses).
         ema, ema_updates: EMA weights/updates (None/0 until EMA is implemented).
-        train_args: the run's arguments (plain values).
+        train_args: the run's arguments as resolved (plain values; ``resume`` reads them back, see
+            :func:`yolo4.trainer.train.train`).
         metrics: the last evaluation's metrics.
     """
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -76,7 +78,7 @@ def make_checkpoint(model: torch.nn.Module, names, epoch: int, best_fitness: flo
 
 
 def save_checkpoint(ckpt: Dict[str, Any], path: Union[str, "os.PathLike[str]"]) -> Path:
-    """Write ``ckpt`` to ``path`` atomically (``path.tmp`` then ``os.replace``); returns ``path``.
+    """Write ``ckpt`` to ``path`` atomically (hidden temp file, then ``os.replace``); returns ``path``.
 
     On any error the temp file is removed and the previous ``path`` (if any) is untouched; the
     error propagates.
@@ -85,12 +87,3 @@ def save_checkpoint(ckpt: Dict[str, Any], path: Union[str, "os.PathLike[str]"]) 
     with atomic_path(path) as tmp:
         torch.save(ckpt, str(tmp))
     return path
-
-
-def load_training_checkpoint(path: Union[str, "os.PathLike[str]"]) -> Dict[str, Any]:
-    """Read a checkpoint for resuming: :func:`yolo4.model.checkpoint.read_checkpoint`.
-
-    Raises:
-        WeightsError: missing file, not loadable, or not a ``yolo4-checkpoint`` of a known version.
-    """
-    return read_checkpoint(path)

@@ -45,8 +45,9 @@ from typing import Dict, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from ..model.cfg import YoloSpec
 from ..model.layers import decode_xywh
-from .assign import HeadSpec, LayerTargets, assign_layer
+from .assign import LayerTargets, assign_layer
 
 IOU_KINDS = ("iou", "giou", "diou", "ciou")
 
@@ -94,14 +95,15 @@ def bbox_iou(box1: torch.Tensor, box2: torch.Tensor, kind: str = "iou", eps: flo
     return iou - (d2 / c2 + alpha * v)
 
 
-def decode_layer(raw: torch.Tensor, spec: HeadSpec) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+def decode_layer(raw: torch.Tensor, spec: YoloSpec) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor,
                                                                 torch.Tensor, torch.Tensor]:
     """Split and decode one layer's raw output (darknet ``get_yolo_box``, ``scal_add_cpu``).
 
     Args:
         raw: ``[B, A*(5+C), H, W]`` float, the tensor feeding the ``[yolo]`` section
             (``Darknet.forward(x, raw=True)``); channel groups per anchor: x, y, w, h, obj, C classes.
-        spec: the layer's :class:`HeadSpec`.
+        spec: the layer's :class:`yolo4.model.cfg.YoloSpec` (``mask``, ``anchors``, ``classes``, ``stride``,
+            ``scale_x_y``, ``new_coords``).
 
     Returns:
         ``(xy, wh, t, obj, cls)``: ``xy`` ``[B,A,H,W,2]`` box centre in input pixels, ``wh``
@@ -112,9 +114,9 @@ def decode_layer(raw: torch.Tensor, spec: HeadSpec) -> Tuple[torch.Tensor, torch
     """
     B, ch, H, W = raw.shape
     A = len(spec.mask)
-    no = 5 + spec.num_classes
+    no = 5 + spec.classes
     if ch != A * no:
-        raise ValueError(f"yolo layer expects {A * no} channels ({A} anchors x (5 + {spec.num_classes} "
+        raise ValueError(f"yolo layer expects {A * no} channels ({A} anchors x (5 + {spec.classes} "
                          f"classes)), got {ch}")
     p = raw.view(B, A, no, H, W).permute(0, 1, 3, 4, 2)
     anchors = torch.tensor(spec.masked_anchors, dtype=raw.dtype, device=raw.device).view(1, A, 1, 1, 2)
@@ -153,7 +155,8 @@ class YoloLoss:
     """Darknet's YOLO loss over all ``[yolo]`` layers of a model (see the module docstring).
 
     Args:
-        specs: one :class:`HeadSpec` per ``[yolo]`` section, cfg order (:func:`yolo4.trainer.assign.head_specs`).
+        specs: one :class:`yolo4.model.cfg.YoloSpec` per ``[yolo]`` section, cfg order (a model's:
+            ``[yl.spec for yl in model.yolo_layers]``).
         box_grad: ``"darknet"`` (darknet's box-gradient scale, default) or ``"chain"`` (autograd
             through the decode); see the module docstring.
 
@@ -167,7 +170,7 @@ class YoloLoss:
         scale) and ``"positives"`` (number of (truth, anchor) pairs).
     """
 
-    def __init__(self, specs: Sequence[HeadSpec], box_grad: str = "darknet") -> None:
+    def __init__(self, specs: Sequence[YoloSpec], box_grad: str = "darknet") -> None:
         if box_grad not in ("darknet", "chain"):
             raise ValueError(f"box_grad must be 'darknet' or 'chain', got {box_grad!r}")
         self.box_grad = box_grad
@@ -195,11 +198,11 @@ class YoloLoss:
                  "cls": float(lcls.detach()) / batch, "loss": float(loss.detach()), "positives": npos}
         return loss, items
 
-    def layer_targets(self, raw: torch.Tensor, spec: HeadSpec, targets: torch.Tensor) -> LayerTargets:
+    def layer_targets(self, raw: torch.Tensor, spec: YoloSpec, targets: torch.Tensor) -> LayerTargets:
         """The positives of one layer (:func:`yolo4.trainer.assign.assign_layer`)."""
         return assign_layer(targets, spec, raw.shape[2:4])
 
-    def ignore_mask(self, xy: torch.Tensor, wh: torch.Tensor, spec: HeadSpec, truths: torch.Tensor,
+    def ignore_mask(self, xy: torch.Tensor, wh: torch.Tensor, spec: YoloSpec, truths: torch.Tensor,
                     tvalid: torch.Tensor) -> torch.Tensor:
         """``[B,A,H,W]`` bool: predictions whose best IoU with a truth of their image ``> ignore_thresh``.
 
@@ -236,7 +239,7 @@ class YoloLoss:
         lobj = (_bce(obj, obj_t, probs) * weight).sum() * spec.obj_normalizer
 
         # classes: one multi-hot row per distinct slot
-        C = spec.num_classes
+        C = spec.classes
         cls_flat = cls.reshape(-1, C)[uslots]                               # [U, C]
         cls_t = torch.zeros_like(cls_flat)
         cls_t[inv, targets[lt.t, 1].long()] = 1.0

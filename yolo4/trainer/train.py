@@ -22,6 +22,12 @@ Schedule (:mod:`.schedule`): darknet burn-in ``lr * (it / burn_in) ** 4`` with t
 global norm of 10 (a guard against the first steps of a fresh head; darknet clips per element with
 ``max_delta`` instead).
 
+Resume: ``last.pt``'s ``train_args`` hold every run-defining argument as the run resolved it
+(:data:`RUN_ARGS`; cfg/data/weights as absolute paths where they were files) and the schedule
+(``total_iters``, ``steps_per_epoch``, ``burn_in``, ``power``, ``final_ratio``); ``resume=True``
+takes all of them from there, so the resumed epochs are the ones the uninterrupted run would have
+trained (same size, batch, order, learning rate at every step).
+
 Not yet (later issues, slots marked in the code): mosaic / CutMix / MixUp, SAT, DropBlock, CmBN,
 EMA, multi-scale (``random=1``), DDP, AMP.
 """
@@ -29,21 +35,23 @@ EMA, multi-scale (``random=1``), DDP, AMP.
 import csv
 import io
 import math
+import numbers
 import os
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..errors import Yolo4Error
-from ..fileio import atomic_write_text
-from .assign import head_specs
+from ..fileio import atomic_write_text, check_writable_dir
+from ..model.checkpoint import read_checkpoint
+from ..model_info import check_input_size
 from .augment import AugmentConfig
-from .checkpoint import load_training_checkpoint, make_checkpoint, save_checkpoint
+from .checkpoint import make_checkpoint, save_checkpoint
 from .dataset import YoloDataset, collate
 from .loss import YoloLoss
 from .schedule import BurnInCosine, clip_burn_in
@@ -57,6 +65,21 @@ MAX_WARNINGS = 10
 GRAD_CLIP = 10.0
 #: results.csv columns
 CSV_FIELDS = ["epoch", "box", "obj", "cls", "loss", "lr", "map50", "map50_95", "fitness", "time_s"]
+#: the run-defining arguments of :func:`train` and what a new run uses for each one left at None
+#: (None here: derived from the cfg / dataset, or no such input). ``resume=True`` takes them all
+#: from the checkpoint instead.
+RUN_ARGS: Dict[str, Any] = {
+    "cfg": None, "data": None, "weights": None, "epochs": 10, "batch_size": 8, "img_size": None,
+    "lr": None, "seed": 0, "max_images": None, "augment": True, "jitter": None, "box_grad": "darknet",
+    "eval_every": 1,
+}
+#: the ``yolo4 train`` option of each run-defining argument (messages speak the CLI's terms)
+CLI_OPTIONS: Dict[str, str] = {
+    "cfg": "--cfg", "data": "--data", "weights": "--weights", "epochs": "--epochs", "batch_size": "--batch",
+    "img_size": "--img-size", "lr": "--lr", "seed": "--seed", "max_images": "--max-images",
+    "augment": "--augment", "jitter": "--jitter", "box_grad": "--box-grad", "eval_every": "--eval-every",
+}
+BOX_GRADS = ("darknet", "chain")
 
 
 def _report_warnings(split, which: str, log) -> None:
@@ -67,16 +90,137 @@ def _report_warnings(split, which: str, log) -> None:
         log(f"warning: ... and {len(ws) - MAX_WARNINGS} more label problems in the {which} split")
 
 
-def _input_hw(img_size, model) -> Tuple[int, int]:
-    if img_size is None:
-        return int(model.input_hw[0]), int(model.input_hw[1])
-    if isinstance(img_size, (tuple, list)):
-        h, w = int(img_size[0]), int(img_size[1])
-    else:
-        h = w = int(img_size)
-    if h <= 0 or w <= 0 or h % 32 or w % 32:
-        raise Yolo4Error(f"img_size must be a positive multiple of 32 pixels, got {img_size}")
-    return h, w
+def _resolved_paths(records) -> List[str]:
+    """Each record's image path with its folder resolved (symlinks, ``..``); one ``realpath`` per folder."""
+    folders: Dict[str, str] = {}
+    out = []
+    for r in records:
+        folder, name = os.path.split(os.path.abspath(r.path))
+        if folder not in folders:
+            folders[folder] = os.path.realpath(folder)
+        out.append(os.path.join(folders[folder], name))
+    return out
+
+
+def split_overlap_warning(train_records: Sequence, val_records: Sequence) -> Optional[str]:
+    """A one-line warning when validation images are also training images (same resolved path), else None.
+
+    Validation on images the model trained on measures memorisation: a COCO json given as the
+    dataset (its one split serves as train and val) or a YAML whose ``val`` repeats ``train``.
+    """
+    train_set = set(_resolved_paths(train_records))
+    val_set = set(_resolved_paths(val_records))
+    shared = len(val_set & train_set)
+    if not shared:
+        return None
+    if val_set == train_set:
+        return (f"warning: the train and val splits are the same {len(val_set)} images: validation mAP "
+                f"measures memorisation, not how the model does on new images")
+    return (f"warning: {shared} of the {len(val_set)} val images are also in the train split: mAP on them "
+            f"measures memorisation")
+
+
+def _source(value: Optional[PathLike]) -> Optional[str]:
+    """A cfg / data / weights argument as stored in ``train_args``: the absolute path when it names an
+    existing file or folder (so a resume from another working folder finds it), else as given (a known
+    name such as ``yolov4-tiny`` or ``raccoon``)."""
+    if value is None:
+        return None
+    text = os.fspath(value)
+    return str(Path(text).resolve()) if os.path.exists(text) else text
+
+
+def _same(key: str, given: Any, stored: Any) -> bool:
+    """Whether an explicitly given run argument equals the value the run stored for it."""
+    if stored is None or given is None:
+        return stored is None and given is None
+    if key in ("cfg", "data", "weights"):
+        g = os.fspath(given)
+        if g == stored or _source(g) == stored:
+            return True
+        try:
+            return os.path.exists(g) and os.path.exists(stored) and os.path.samefile(g, stored)
+        except OSError:
+            return False
+    if key == "img_size":
+        try:
+            return tuple(check_input_size(given, 1, "--img-size")) == tuple(int(v) for v in stored)
+        except (Yolo4Error, TypeError, ValueError):
+            return False
+    if key in ("lr", "jitter"):
+        return math.isclose(float(given), float(stored), rel_tol=1e-9, abs_tol=1e-12)
+    return given == stored
+
+
+def _show(key: str, value: Any) -> str:
+    """A run argument's value as a user would write it (``160``, ``320x416``, ``on``, ``none``)."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if key == "img_size":
+        if isinstance(value, (list, tuple)):
+            return str(value[0]) if len(value) == 2 and value[0] == value[1] else "x".join(map(str, value))
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return os.fspath(value) if isinstance(value, os.PathLike) else str(value)
+
+
+def _option(key: str, value: Any) -> str:
+    """The CLI option that gives ``key`` this value: ``--epochs 10``, ``--no-augment``."""
+    if key == "augment":
+        return "--augment" if value else "--no-augment"
+    return f"{CLI_OPTIONS[key]} {_show(key, value)}"
+
+
+def _check_given(given: Dict[str, Any]) -> None:
+    """Refuse impossible values of the explicitly given run arguments (before any work)."""
+    for key in ("epochs", "batch_size", "eval_every", "max_images"):
+        v = given.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
+            raise Yolo4Error(f"{CLI_OPTIONS[key]} must be a whole number >= 1, got {v!r}")
+    if given.get("box_grad") is not None and given["box_grad"] not in BOX_GRADS:
+        raise Yolo4Error(f"--box-grad must be one of {', '.join(BOX_GRADS)}, got {given['box_grad']!r}")
+    j = given.get("jitter")
+    if j is not None and not 0.0 <= float(j) < 1.0:
+        raise Yolo4Error(f"--jitter must be in [0, 1), got {j!r}")
+
+
+def resume_args(given: Dict[str, Any], stored: Dict[str, Any], output_dir: PathLike) -> Dict[str, Any]:
+    """The run arguments of a resumed run: the stored ones, each explicitly given one checked against them.
+
+    Args:
+        given: :data:`RUN_ARGS` keys -> the caller's values (None = not given).
+        stored: the checkpoint's ``train_args``.
+        output_dir: the run's folder (for the message).
+
+    Returns:
+        :data:`RUN_ARGS` keys -> the run's values (a key missing from an older checkpoint: the given
+        value, else the new-run default).
+
+    Raises:
+        Yolo4Error: a given value differs from the run's (one line naming the CLI option, e.g.
+            ``--epochs 10 conflicts with the run being resumed in runs/train (epochs 4): ...``).
+    """
+    out: Dict[str, Any] = {}
+    for key, default in RUN_ARGS.items():
+        g = given.get(key)
+        if key not in stored:
+            out[key] = default if g is None else g
+            continue
+        if g is not None and not _same(key, g, stored[key]):
+            name = CLI_OPTIONS[key].lstrip("-")
+            raise Yolo4Error(f"{_option(key, g)} conflicts with the run being resumed in {os.fspath(output_dir)} "
+                             f"({name} {_show(key, stored[key])}): --resume continues a run as it was; "
+                             f"start a new run to change it")
+        out[key] = stored[key]
+    return out
+
+
+def _max_stride(model) -> int:
+    """The model's total down-sampling: the largest ``[yolo]`` stride (32 for YOLOv4)."""
+    return max(int(yl.stride) for yl in model.yolo_layers)
 
 
 def param_groups(model: nn.Module, decay: float) -> List[Dict[str, Any]]:
@@ -122,40 +266,51 @@ def _fmt(v: Optional[float], spec: str = ".4f") -> str:
     return "-" if v is None else format(v, spec)
 
 
-def train(cfg: Optional[PathLike], data: PathLike, weights: Optional[PathLike] = None, epochs: int = 10,
-          batch_size: int = 8, img_size: Optional[int] = None, output_dir: PathLike = "runs/train",
-          resume: bool = False, workers: int = 2, device: str = "cpu", eval_every: int = 1,
-          progress: bool = True, seed: int = 0, max_images: Optional[int] = None,
-          lr: Optional[float] = None, augment: bool = True, jitter: Optional[float] = None,
-          box_grad: str = "darknet", log: Callable[[str], Any] = print) -> Dict[str, Any]:
+def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weights: Optional[PathLike] = None,
+          epochs: Optional[int] = None, batch_size: Optional[int] = None,
+          img_size: Optional[Union[int, Tuple[int, int]]] = None, output_dir: PathLike = "runs/train",
+          resume: bool = False, workers: int = 2, device: str = "cpu", eval_every: Optional[int] = None,
+          progress: bool = True, seed: Optional[int] = None, max_images: Optional[int] = None,
+          lr: Optional[float] = None, augment: Optional[bool] = None, jitter: Optional[float] = None,
+          box_grad: Optional[str] = None, log: Callable[[str], Any] = print) -> Dict[str, Any]:
     """Fine-tune (or train) a darknet model on a dataset; write checkpoints and darknet files.
 
+    The run-defining arguments (:data:`RUN_ARGS`: ``cfg``, ``data``, ``weights``, ``epochs``,
+    ``batch_size``, ``img_size``, ``lr``, ``seed``, ``max_images``, ``augment``, ``jitter``,
+    ``box_grad``, ``eval_every``) default to None: a new run then uses the default given with each;
+    ``resume=True`` takes them all, and the learning-rate schedule, from ``last.pt``. The others
+    (``output_dir``, ``workers``, ``device``, ``progress``, ``log``) do not define the run.
+
     Args:
-        cfg: darknet cfg path or known model name (``yolov4-tiny``); ignored when ``resume``.
+        cfg: darknet cfg path or known model name (``yolov4-tiny``); required for a new run.
         data: dataset spec for ``yolo4.data.datasets.load_dataset`` (YAML, known name such as
-            ``raccoon``, COCO json, VOC folder); its ``train`` and ``val`` splits are used.
-        weights: pretrained darknet ``.weights`` (path or known name) or None (random init). When the
-            dataset's class count differs from the cfg's, the heads are re-made
+            ``raccoon``, COCO json, VOC folder); its ``train`` and ``val`` splits are used; required
+            for a new run.
+        weights: pretrained darknet ``.weights`` (path or known name); default None (random init).
+            When the dataset's class count differs from the cfg's, the heads are re-made
             (``load_darknet(num_classes=...)``) and everything else is loaded.
-        epochs: total epochs of the run (with ``resume``: the run continues up to this many).
-        batch_size: images per optimizer step.
-        img_size: square network input in pixels (multiple of 32); default the cfg's ``[net]`` size.
+        epochs: total epochs of the run; default 10.
+        batch_size: images per optimizer step; default 8.
+        img_size: network input in pixels, an int (square) or ``(height, width)``, multiples of the
+            model's largest ``[yolo]`` stride (32); default the cfg's ``[net]`` size.
         output_dir: folder for ``last.pt``, ``best.pt``, ``results.csv``, ``best.weights``,
-            ``best.cfg``, ``best.names`` (created).
-        resume: continue from ``output_dir/last.pt`` (model, optimizer, completed epochs, best
-            fitness); the other arguments are taken as given now (pass the same ones).
-        workers: DataLoader worker processes (0 = load in this process).
-        device: torch device string (``cpu``, ``cuda``, ``cuda:1``).
-        eval_every: validate every N epochs (and always after the last).
+            ``best.cfg``, ``best.names`` (created; checked writable before any other work).
+        resume: continue the run in ``output_dir`` from its ``last.pt`` (model, optimizer, completed
+            epochs, best fitness, ``results.csv`` rows) exactly as it was defined: every run-defining
+            argument and the learning-rate schedule (total steps, burn-in) come from the checkpoint.
+            One given explicitly must equal the run's value (repeating it is fine).
+        workers: DataLoader worker processes (0 = load in this process); may change on resume.
+        device: torch device string (``cpu``, ``cuda``, ``cuda:1``); may change on resume.
+        eval_every: validate every N epochs (and always after the last); default 1.
         progress: tqdm bars.
-        seed: seeds the shuffling, augmentation draws and torch.
-        max_images: use at most this many images of each split (quick runs); None = all.
+        seed: seeds the shuffling, augmentation draws and torch; default 0.
+        max_images: use at most this many images of each split (quick runs); default None = all.
         lr: peak learning rate (see the module docstring); default the cfg's ``learning_rate``.
-        augment: flip + HSV (+ jitter); False = resize only.
-        jitter: darknet jitter fraction; default the first ``[yolo]``'s ``jitter`` (0 disables).
-        box_grad: ``darknet`` (darknet's box-gradient scale) or ``chain`` (plain autograd), see
-            :class:`yolo4.trainer.loss.YoloLoss`.
-        log: receives one-line messages (warnings, per-epoch summaries).
+        augment: flip + HSV (+ jitter); False = resize only; default True.
+        jitter: darknet jitter fraction in [0, 1); default the first ``[yolo]``'s ``jitter`` (0 disables).
+        box_grad: ``darknet`` (darknet's box-gradient scale, default) or ``chain`` (plain autograd),
+            see :class:`yolo4.trainer.loss.YoloLoss`.
+        log: receives one-line messages (``warning: ...`` lines, per-epoch summaries).
 
     Returns:
         dict: ``best``, ``last`` (checkpoint paths, str), ``weights``, ``cfg``, ``names`` (darknet
@@ -163,22 +318,55 @@ def train(cfg: Optional[PathLike], data: PathLike, weights: Optional[PathLike] =
         the CSV columns), ``best_fitness`` (float, -1 if never evaluated), ``best_epoch`` (int or None).
 
     Raises:
-        Yolo4Error subclasses: bad dataset/cfg/weights (DataError, CfgError, WeightsError,
-        AssetError), a bad ``img_size``, ``resume`` without ``last.pt`` or with nothing left to train,
-        an empty training split, a non-finite loss.
+        Yolo4Error subclasses, one line each: bad dataset/cfg/weights (DataError, CfgError,
+        WeightsError, AssetError), an output folder that cannot be created or written, a bad
+        argument value (``img_size`` not a multiple of the stride, ``epochs < 1``, ...), a new run
+        without ``cfg`` or ``data``; with ``resume``: no ``last.pt``, an argument that differs from the
+        run's, a finished run (all its epochs done); an empty training split, a non-finite loss.
     """
     from ..data.datasets import load_dataset
     from ..model import load_checkpoint, load_darknet, save_cfg, save_darknet_weights
 
-    if epochs < 1 or batch_size < 1 or eval_every < 1:
-        raise Yolo4Error("epochs, batch_size and eval_every must be >= 1")
+    given = {"cfg": cfg, "data": data, "weights": weights, "epochs": epochs, "batch_size": batch_size,
+             "img_size": img_size, "lr": lr, "seed": seed, "max_images": max_images, "augment": augment,
+             "jitter": jitter, "box_grad": box_grad, "eval_every": eval_every}
+    _check_given(given)
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    last_path, best_path = out / "last.pt", out / "best.pt"
+
+    # ---- the run's arguments: given (new run) or stored (resume); nothing loaded yet ---------------
+    ckpt, stored = None, {}
+    if resume:
+        if not last_path.is_file():
+            raise Yolo4Error(f"nothing to resume in {out}: it holds no last.pt (start a new run without "
+                             f"--resume, or give the --output-dir of the run to continue)")
+        ckpt = read_checkpoint(last_path)
+        if isinstance(ckpt.get("train_args"), dict):
+            stored = ckpt["train_args"]
+        run = resume_args(given, stored, out)
+        start_epoch = int(ckpt.get("epoch", 0))
+        if start_epoch >= int(run["epochs"]):
+            raise Yolo4Error(f"the run in {out} is finished ({start_epoch} of {run['epochs']} epochs done): "
+                             f"--resume has nothing left to train; start a new run to train further")
+        if run["data"] is None:
+            raise Yolo4Error(f"{last_path} does not record its dataset; pass --data")
+    else:
+        run = {k: (RUN_ARGS[k] if v is None else v) for k, v in given.items()}
+        if run["cfg"] is None:
+            raise Yolo4Error("train needs a cfg (--cfg: a path or a known model name such as yolov4-tiny)")
+        if run["data"] is None:
+            raise Yolo4Error("train needs a dataset (--data: a YAML, COCO json, VOC folder or known name)")
+        start_epoch = 0
+    epochs, batch_size, seed = int(run["epochs"]), int(run["batch_size"]), int(run["seed"])
+    eval_every, max_images = int(run["eval_every"]), run["max_images"]
+    check_writable_dir(out, "output folder")
+
     torch.manual_seed(seed)
     np.random.seed(seed % (2 ** 32))
     dev = torch.device(device)
 
     # ---- data ------------------------------------------------------------------------------
+    data = run["data"]
     train_split = load_dataset(data, "train")
     val_split = load_dataset(data, "val")
     _report_warnings(train_split, "train", log)
@@ -192,72 +380,78 @@ def train(cfg: Optional[PathLike], data: PathLike, weights: Optional[PathLike] =
         val_split.records = val_split.records[:max_images]
     if not train_split.records:
         raise Yolo4Error("the training split has no images", data)
+    overlap = split_overlap_warning(train_split.records, val_split.records)
+    if overlap:
+        log(overlap)
 
     # ---- model (+ resume state) -------------------------------------------------------------
-    ckpt = None
-    last_path, best_path = out / "last.pt", out / "best.pt"
-    if resume:
-        ckpt = load_training_checkpoint(last_path)
+    if ckpt is not None:
         model = load_checkpoint(str(last_path))
         if len(ckpt["names"]) != len(names):
             raise Yolo4Error(f"{last_path} has {len(ckpt['names'])} classes, the dataset {len(names)}",
                              data)
-        start_epoch = int(ckpt["epoch"])
-        if start_epoch >= epochs:
-            raise Yolo4Error(f"{last_path} already completed {start_epoch} epochs; pass epochs > "
-                             f"{start_epoch} to train further")
         best_fit = float(ckpt.get("best_fitness", -1.0))
-        log(f"resuming from {last_path}: epoch {start_epoch + 1} of {epochs}")
     else:
-        if cfg is None:
-            raise Yolo4Error("train needs a cfg (path or known model name)")
         if last_path.exists():
             log(f"warning: {out} holds a previous run; its checkpoints and results are overwritten "
-                f"(use resume=True to continue it)")
+                f"(pass --resume to continue it instead)")
             if best_path.exists():
                 best_path.unlink()          # a stale best.pt must not stand for this run
-        model = load_darknet(cfg, weights, num_classes=len(names))
-        start_epoch, best_fit = 0, -1.0
+        model = load_darknet(run["cfg"], run["weights"], num_classes=len(names))
+        best_fit = -1.0
     model.names = names
     model.to(dev)
-    input_hw = _input_hw(img_size, model)
+    input_hw = check_input_size(run["img_size"], _max_stride(model), "--img-size",
+                                default=(int(model.input_hw[0]), int(model.input_hw[1])))
     letter_box = bool(getattr(model, "letter_box", False))
-    specs = head_specs(model)
-    loss_fn = YoloLoss(specs, box_grad=box_grad)
+    loss_fn = YoloLoss([yl.spec for yl in model.yolo_layers], box_grad=run["box_grad"])
 
     net = dict(model.net)
-    cfg_jitter = float(getattr(model.yolo_layers[0], "jitter", 0.0))
-    aug = AugmentConfig.from_cfg(net, cfg_jitter if jitter is None else jitter) if augment else None
+    jitter = run["jitter"]
+    if jitter is None:
+        jitter = float(model.yolo_layers[0].jitter)
+    aug = AugmentConfig.from_cfg(net, jitter) if run["augment"] else None
     dataset = YoloDataset(train_split.records, input_hw, letter_box, aug, seed=seed)
 
-    # ---- optimizer + schedule ----------------------------------------------------------------
-    base_lr = float(lr if lr is not None else net.get("learning_rate", 0.001))
+    # ---- optimizer + schedule (a resumed run keeps its stored schedule) -------------------------
+    base_lr = float(run["lr"] if run["lr"] is not None else net.get("learning_rate", 0.001))
     momentum = float(net.get("momentum", 0.9))
     decay = float(net.get("decay", 0.0005))
     optimizer = torch.optim.SGD(param_groups(model, decay), lr=base_lr, momentum=momentum)
     if ckpt is not None and ckpt.get("optimizer"):
         optimizer.load_state_dict(ckpt["optimizer"])
     steps_per_epoch = math.ceil(len(dataset) / batch_size)
-    total_iters = steps_per_epoch * epochs
-    burn_in = clip_burn_in(int(net.get("burn_in", 0) or 0), total_iters)
-    sched = BurnInCosine(base_lr, total_iters, burn_in, power=float(net.get("power", 4.0) or 4.0))
+    if "total_iters" in stored:
+        if int(stored["steps_per_epoch"]) != steps_per_epoch:
+            log(f"warning: the training split now makes {steps_per_epoch} steps per epoch, the run had "
+                f"{stored['steps_per_epoch']} (images added or removed since); the run's schedule is kept")
+        steps_per_epoch = int(stored["steps_per_epoch"])
+        sched = BurnInCosine(base_lr, int(stored["total_iters"]), int(stored["burn_in"]),
+                             power=float(stored["power"]), final_ratio=float(stored["final_ratio"]))
+    else:                                   # a new run (or a checkpoint older than the stored schedule)
+        total_iters = steps_per_epoch * epochs
+        burn_in = int(stored["burn_in"]) if "burn_in" in stored else clip_burn_in(
+            int(net.get("burn_in", 0) or 0), total_iters)
+        sched = BurnInCosine(base_lr, total_iters, burn_in, power=float(net.get("power", 4.0) or 4.0))
 
     train_args = {
-        "cfg": None if cfg is None else str(cfg), "data": str(data),
-        "weights": None if weights is None else str(weights), "epochs": int(epochs),
-        "batch_size": int(batch_size), "img_size": [int(input_hw[0]), int(input_hw[1])],
-        "lr": base_lr, "momentum": momentum, "decay": decay, "burn_in": burn_in, "seed": int(seed),
-        "max_images": max_images, "augment": bool(augment),
-        "jitter": None if aug is None else aug.jitter, "device": str(device), "eval_every": int(eval_every),
-        "box_grad": box_grad,
+        "cfg": _source(run["cfg"]), "data": _source(data), "weights": _source(run["weights"]),
+        "epochs": epochs, "batch_size": batch_size, "img_size": [int(input_hw[0]), int(input_hw[1])],
+        "lr": base_lr, "seed": seed, "max_images": max_images, "augment": bool(run["augment"]),
+        "jitter": None if aug is None else aug.jitter, "box_grad": run["box_grad"], "eval_every": eval_every,
+        "momentum": momentum, "decay": decay, "steps_per_epoch": steps_per_epoch,
+        "total_iters": sched.total_iters, "burn_in": sched.burn_in, "power": sched.power,
+        "final_ratio": sched.final_ratio, "device": str(device),
     }
+    if ckpt is not None:
+        log(f"resuming {out}: epoch {start_epoch + 1} of {epochs}")
     log(f"train: {len(dataset)} images, val: {len(val_split.records)} images, {len(names)} classes, "
         f"input {input_hw[1]}x{input_hw[0]} ({'letterbox' if letter_box else 'plain resize'}), "
-        f"batch {batch_size}, {steps_per_epoch} steps/epoch, lr {base_lr:g} (burn-in {burn_in} steps, "
+        f"batch {batch_size}, {steps_per_epoch} steps/epoch, lr {base_lr:g} (burn-in {sched.burn_in} steps, "
         f"cosine to {base_lr * sched.final_ratio:g})")
 
     csv_path = out / "results.csv"
-    rows = _read_rows(csv_path, start_epoch) if resume else []
+    rows = _read_rows(csv_path, start_epoch) if ckpt is not None else []
     best_epoch = None
     for r in rows:
         if r.get("fitness") is not None and r["fitness"] >= best_fit - 1e-6:
