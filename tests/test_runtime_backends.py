@@ -20,6 +20,7 @@ from yolo4.runtime.backends import create_backend
 from yolo4.runtime.backends.base import Backend
 from yolo4.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend, physical_cores
 from yolo4.runtime.detector import Detector
+from yolo4.runtime.nms_params import NmsParams
 
 NAMES = ["red", "green", "blue"]
 QUADRANTS = np.array([[0, 0, 32, 32], [32, 0, 64, 32], [0, 32, 32, 64], [32, 32, 64, 64]], np.float32)
@@ -185,7 +186,7 @@ def test_detector_plain_resize_maps_to_original_pixels(quadrant_onnx):
     img = _quadrant_image(128, 96, [RED, BLACK, BLACK, BLUE])
     img2 = _quadrant_image(64, 64, [BLACK, GREEN, BLACK, BLACK])
     with OnnxRuntimeBackend(quadrant_onnx) as be:
-        d1, d2 = Detector(be, conf=0.25).detect([img, img2])
+        d1, d2 = Detector(be, score_threshold=0.25).detect([img, img2])
     # plain resize 128x96 -> 64x64: quadrant boxes scale by 2 and 1.5
     assert d1.class_ids.tolist() == [0, 2] and np.allclose(d1.scores, 1.0)
     assert np.allclose(d1.boxes, [[0, 0, 64, 48], [64, 48, 128, 96]])
@@ -198,7 +199,7 @@ def test_detector_letterbox(tmp_path):
     img[:] = RED  # 128x64 -> content 64x32 at rows 16..47, 0.5 grey above and below
     with OnnxRuntimeBackend(path) as be:
         assert be.info.letter_box
-        (det,) = Detector(be, conf=0.3).detect([img])
+        (det,) = Detector(be, score_threshold=0.3).detect([img])
     # each quadrant: 16 rows of grey (R .5) + 16 rows of red (R 1) -> red .75; green, blue .25 < .3
     assert det.class_ids.tolist() == [0] * 4 and np.allclose(det.scores, 0.75)
     # input box [0,0,32,32] -> x / 0.5, (y - 16) / 0.5, clipped to the 128x64 image
@@ -210,7 +211,7 @@ def test_detector_batches_by_fixed_batch(tmp_path):
     path = _tiny_onnx(tmp_path / "fixed3.onnx", batch=3)
     imgs = [_quadrant_image(64, 64, [RED if i == j else BLACK for j in range(4)]) for i in range(4)] * 2
     with OnnxRuntimeBackend(path) as be:
-        det = Detector(be, conf=0.5)
+        det = Detector(be, score_threshold=0.5)
         assert det.batch_size == 3
         out = det.detect(imgs)
     assert len(out) == 8
@@ -269,8 +270,8 @@ def test_torch_backend_real_yolov4_tiny_on_dog(shared_data):
                         weights=shared_data / "weights" / "yolov4-tiny.weights", names=names, device="cpu")
     with be:
         assert be.info.input_hw == (416, 416) and not be.info.letter_box
-        (det,) = Detector(be, conf=0.25, iou=0.45).detect([img])
-        (agn,) = Detector(be, conf=0.25, iou=0.45, agnostic=True).detect([img])
+        (det,) = Detector(be, NmsParams(0.25, 0.45)).detect([img])
+        (agn,) = Detector(be, NmsParams(0.25, 0.45, class_agnostic=True)).detect([img])
     found = {names[k]: s for k, s in zip(agn.class_ids.tolist(), agn.scores.tolist())}
     assert set(found) == {"dog", "truck", "bicycle"}
     assert found["dog"] == pytest.approx(0.87, abs=0.03)

@@ -16,11 +16,6 @@ from .preprocess import preprocess, scale_boxes_to_original
 
 __all__ = ["Detector", "Timings"]
 
-#: legacy keyword names accepted by :class:`Detector` -> :class:`NmsParams` field
-_LEGACY = {"conf": "score_threshold", "iou": "iou_threshold", "max_det": "max_output_boxes",
-           "max_candidates": "top_k", "agnostic": "class_agnostic"}
-
-
 @dataclass
 class Timings:
     """Wall-clock seconds spent per stage over ``images`` images (ultralytics' speed line).
@@ -64,8 +59,7 @@ class Detector:
             ``NmsParams.for_model(backend.info)`` (score > 0.25, NMS 0.45, the cfg's nms_kind, at
             most 300 detections per image).
         batch_size: images per backend call; default ``backend.fixed_batch``, else 8.
-        **overrides: :class:`NmsParams` fields to change (``score_threshold=0.001``); the short
-            names ``conf``, ``iou``, ``max_det``, ``max_candidates``, ``agnostic`` are accepted too.
+        **overrides: :class:`NmsParams` fields to change (``score_threshold=0.001``).
 
     Attributes:
         params: the :class:`NmsParams` in use.
@@ -73,16 +67,16 @@ class Detector:
 
     Raises:
         ValueError: ``batch_size < 1`` or an :class:`NmsParams` field out of range.
+        TypeError: an override that is not an :class:`NmsParams` field.
     """
 
     def __init__(self, backend: Backend, params: Optional[NmsParams] = None, batch_size: Optional[int] = None,
                  **overrides: Any) -> None:
         self.backend = backend
-        fields = {_LEGACY.get(k, k): v for k, v in overrides.items()}
         if params is None:
-            params = NmsParams.for_model(backend.info, **fields)
-        elif fields:
-            params = NmsParams(**dict(params.as_dict(), **fields))
+            params = NmsParams.for_model(backend.info, **overrides)
+        elif overrides:
+            params = NmsParams(**dict(params.as_dict(), **overrides))
         self.params = params
         self.batch_size = int(batch_size or backend.fixed_batch or 8)
         if self.batch_size < 1:

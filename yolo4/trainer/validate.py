@@ -50,7 +50,7 @@ def evaluate_model(model, split: DatasetSplit, input_hw: Optional[Tuple[int, int
 
     backend = create_backend("torch", module=model, names=list(split.names), device=device,
                              input_hw=input_hw)
-    detector = Detector(backend, conf=conf, iou=iou, batch_size=batch_size)
+    detector = Detector(backend, batch_size=batch_size, score_threshold=conf, iou_threshold=iou)
     preds = predict_split(detector, split, batch_size=batch_size, progress=progress, log=log)
     metrics = dict(evaluate(split, preds))
     metrics["images"] = len(preds)
