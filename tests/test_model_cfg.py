@@ -2,8 +2,8 @@
 
 import pytest
 
-from yolo4.errors import CfgError
-from yolo4.model.cfg import build_specs, parse_cfg, rehead_cfg_text, write_cfg
+from yolo4.errors import CfgError, CfgWarning
+from yolo4.model.cfg import build_specs, parse_cfg, parse_cfg_text, rehead_cfg_text, write_cfg
 
 CFGS = ["yolov4", "yolov4-tiny", "yolov4-tiny-3l", "yolov4-csp", "yolov4-csp-swish", "yolov4x-mish",
         "yolov4-custom", "yolov3", "yolov3-tiny"]
@@ -101,12 +101,13 @@ def test_training_keys_kept_typed(shared_data):
 def test_syntax_spaces_comments_first_key_wins():
     text = TINY.replace("filters=8", "filters = 8   # eight\n; a comment\nfilters=99").replace(
         "[convolutional]", "[conv]", 1)
-    secs = parse_cfg(text)
+    with pytest.warns(CfgWarning, match="duplicate key 'filters': darknet keeps the first value"):
+        secs = parse_cfg_text(text)
     assert secs[1].type == "convolutional"
     assert secs[1].options["filters"] == "8"  # darknet option_find: first occurrence wins
     assert secs[3].options["anchors"] == "10,14,23,27,37,58"
     # write_cfg -> parse gives the same sections
-    again = parse_cfg(write_cfg(secs))
+    again = parse_cfg_text(write_cfg(secs))
     assert [(s.type, s.options) for s in again] == [(s.type, s.options) for s in secs]
 
 
@@ -151,7 +152,7 @@ def test_route_index_out_of_range(tmp_path):
         parse_cfg(p)
     assert ei.value.line == _line_of(text, "layers=-5")
     ok = TINY.replace("[convolutional]\nsize=1", "[route]\nlayers=-1,0\n\n[convolutional]\nsize=1")
-    _, specs = build_specs(parse_cfg(ok))
+    _, specs = build_specs(parse_cfg_text(ok))
     assert specs[1].layers == [0, 0] and specs[1].out_channels == 16
 
 
@@ -172,11 +173,11 @@ def test_rehead_text_keeps_comments(shared_data):
     new, heads = rehead_cfg_text(text, 3)
     assert heads == [29, 36]  # the convs right before the two [yolo] sections
     assert "#weights_reject_freq=1001" in new  # comments kept
-    secs = parse_cfg(new)
+    secs = parse_cfg_text(new)
     _, specs = build_specs(secs)
     assert [sp.classes for sp in specs if sp.type == "yolo"] == [3, 3]
     assert [specs[i].out_channels for i in heads] == [24, 24]
     # nothing else changed
-    old_secs = parse_cfg(text)
+    old_secs = parse_cfg_text(text)
     diff = [(i, k) for i, (a, b) in enumerate(zip(old_secs, secs)) for k in a.options if a.options[k] != b.options[k]]
     assert sorted(diff) == [(30, "filters"), (31, "classes"), (37, "filters"), (38, "classes")]

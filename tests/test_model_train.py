@@ -55,7 +55,7 @@ def _grads(model, iteration):
 
 def test_gradients_and_stopbackward():
     torch.manual_seed(0)
-    model = Darknet(CFG)
+    model = Darknet(text=CFG)
     g = _grads(model, iteration=0)
     # stopbackward=100 on layer 1: while iteration < 100 nothing up to layer 1 learns through it;
     # layer 0 still gets gradients through the shortcut (from=-2 reads layer 0 directly)

@@ -7,7 +7,9 @@ Public API::
     save_darknet_weights(module, path) -> Path
     save_cfg(module, path) -> Path
     load_checkpoint(path) -> Darknet
-    parse_cfg(source) -> [Section] ; write_cfg(sections) -> str
+    Darknet(cfg_path) ; Darknet(text=cfg_text, path=name_for_messages) ; Darknet(sections)
+    parse_cfg(path) -> [Section] ; parse_cfg_text(text, path=None) -> [Section] ; write_cfg(sections) -> str
+    build_specs(sections) -> (NetSpec, [LayerSpec]) ; check_input_hw(net, specs, size) -> (h, w)
 """
 
 import os
@@ -15,7 +17,18 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
 from yolo4.errors import AssetError, CfgError, DataError, WeightsError
-from yolo4.model.cfg import Section, build_specs, parse_cfg, read_cfg_text, rehead_cfg_text, write_cfg
+from yolo4.model.cfg import (
+    Section,
+    build_specs,
+    check_input_hw,
+    network_stride,
+    parse_cfg,
+    parse_cfg_text,
+    patch_cfg_text,
+    read_cfg_text,
+    rehead_edits,
+    write_cfg,
+)
 from yolo4.model.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, read_checkpoint
 from yolo4.model.darknet import Darknet
 from yolo4.model.layers import YoloLayer
@@ -29,8 +42,8 @@ from yolo4.model.weights import (
 )
 
 __all__ = ["Darknet", "YoloLayer", "Section", "load_darknet", "load_weights", "save_darknet_weights",
-           "save_cfg", "load_checkpoint", "parse_cfg", "write_cfg", "build_specs", "weights_file_size",
-           "CHECKPOINT_FORMAT", "read_checkpoint"]
+           "save_cfg", "load_checkpoint", "parse_cfg", "parse_cfg_text", "write_cfg", "build_specs",
+           "check_input_hw", "network_stride", "weights_file_size", "CHECKPOINT_FORMAT", "read_checkpoint"]
 
 NamesArg = Union[None, str, "os.PathLike[str]", Sequence[str]]
 
@@ -92,18 +105,21 @@ def load_darknet(cfg: Union[str, "os.PathLike[str]"], weights: Optional[Union[st
         CfgError: bad cfg (file and line). WeightsError: weights missing or of the wrong size.
         AssetError: unknown model name / unavailable asset. DataError: names length != classes.
     """
-    cfg_path = _resolve("cfg", cfg)
-    text, path = read_cfg_text(Path(cfg_path))
-    orig_sections = parse_cfg(text, path=path)
-    _, orig_specs = build_specs(orig_sections)
+    text, path = read_cfg_text(_resolve("cfg", cfg))
+    sections = parse_cfg_text(text, path=path, validate=False)  # warnings (unknown keys ...) once
+    _, orig_specs = build_specs(sections)
     heads: List[int] = []
     orig_classes = next(sp.classes for sp in orig_specs if sp.type == "yolo")
     rehead = num_classes is not None and (
         int(num_classes) != orig_classes or
         len({sp.classes for sp in orig_specs if sp.type == "yolo"}) > 1)
     if rehead:
-        text, heads = rehead_cfg_text(text, int(num_classes), path=path)
-    model = Darknet(text, path=path, init=weights is None)
+        if int(num_classes) < 1:
+            raise CfgError(f"num_classes must be >= 1, got {num_classes}", path)
+        edits, heads = rehead_edits(orig_specs, int(num_classes))
+        text = patch_cfg_text(text, sections, edits)
+        sections = parse_cfg_text(text, path=path, validate=False, warn=False)
+    model = Darknet(sections, text=text, init=weights is None)
     name_list = _load_names(names)
     if name_list is not None and len(name_list) != model.num_classes:
         where = os.fspath(names) if isinstance(names, (str, os.PathLike)) else None

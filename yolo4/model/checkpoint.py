@@ -23,7 +23,7 @@ import os
 import warnings
 from typing import Any, Dict, Union
 
-from yolo4.errors import WeightsError
+from yolo4.errors import WeightsError, Yolo4Error
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "REQUIRED_KEYS", "read_checkpoint", "load_checkpoint",
            "checkpoint_input_hw"]
@@ -118,15 +118,19 @@ def load_checkpoint(path: PathLike):
     (``train_args["img_size"]``), so eval, infer and export default to it rather than to the
     cfg's ``[net]`` size.
 
+    The embedded cfg text is parsed as text (errors and warnings name the checkpoint file, with the
+    line inside ``cfg_text``).
+
     Raises:
-        WeightsError: see :func:`read_checkpoint`; also a state dict that does not fit the cfg, or
-            names whose count differs from the cfg's classes. CfgError: the embedded cfg is invalid.
+        WeightsError: see :func:`read_checkpoint`; also a state dict that does not fit the cfg, names
+            whose count differs from the cfg's classes, or a training size the cfg does not run at.
+        CfgError: the embedded cfg is empty or invalid.
     """
     from yolo4.model.darknet import Darknet
 
     p = os.fspath(path)
     ckpt = read_checkpoint(p)
-    model = Darknet(ckpt["cfg_text"], path=p, init=False)
+    model = Darknet(text=ckpt["cfg_text"], path=p, init=False)
     try:
         model.load_state_dict(ckpt["model"], strict=True)
     except RuntimeError as e:
@@ -140,5 +144,9 @@ def load_checkpoint(path: PathLike):
     model.names = names
     hw = checkpoint_input_hw(ckpt)
     if hw is not None and min(hw) > 0:
-        model.input_hw = hw
+        try:
+            model.input_hw = model.check_input_size(hw, "train_args img_size")
+        except Yolo4Error as e:
+            raise WeightsError(f"checkpoint trained at {hw[0]}x{hw[1]}, a size its cfg does not run at "
+                               f"({e})", p) from None
     return model.eval()

@@ -8,6 +8,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from yolo4.errors import Yolo4Error
 from yolo4.model.cfg import (
     ConvSpec,
     DropoutSpec,
@@ -18,7 +19,8 @@ from yolo4.model.cfg import (
     UpsampleSpec,
     YoloSpec,
     build_specs,
-    parse_cfg,
+    check_input_hw,
+    parse_cfg_text,
     read_cfg_text,
     write_cfg,
 )
@@ -30,6 +32,7 @@ from yolo4.model.layers import (
     Shortcut,
     Upsample,
     YoloLayer,
+    static_shape,
     yolo_bias_priors,
 )
 
@@ -61,23 +64,42 @@ def _make(spec, init: bool) -> nn.Module:
 class Darknet(nn.Module):
     """A darknet cfg as a torch module (one submodule per cfg section after ``[net]``).
 
+    The cfg comes from exactly one of three places, never guessed from a string::
+
+        Darknet("yolov4-tiny.cfg")                        # a cfg FILE (str or PathLike)
+        Darknet(text=cfg_text, path="run/last.pt")        # a cfg TEXT, path = name for messages
+        Darknet(sections, text=cfg_text)                  # already parsed sections (text optional)
+
     Args:
-        cfg: cfg file path, cfg text (str with a newline or starting with ``[``), or parsed sections.
+        cfg: a cfg file path (str or ``os.PathLike``), or parsed sections (a list of
+            :class:`~yolo4.model.cfg.Section`); None when ``text`` is given.
         names: class names (index = class id) or None.
-        path: file name for error messages when ``cfg`` is text.
+        text: the cfg text (keyword only). With ``cfg`` = sections it is only kept as
+            :attr:`cfg_text` (default: ``write_cfg(sections)``).
+        path: with ``text``: the name used in errors and warnings (the file or checkpoint the text
+            came from); None = ``<cfg text>``. Not allowed with a file path.
         init: initialize parameters (torch defaults, then :meth:`init_heads`); False leaves conv
             parameters uninitialized for an immediate weights load.
+
+    Raises:
+        CfgError: the cfg cannot be read, parsed, or run at its ``[net]`` size (one line naming the
+            file and line; see :func:`yolo4.model.cfg.build_specs`); nothing is allocated then.
+        TypeError: none or both of ``cfg`` and ``text`` (sections excepted), ``path`` with a file path.
 
     Attributes:
         sections: parsed cfg (list of :class:`~yolo4.model.cfg.Section`).
         cfg_text: the cfg text (the file's text when built from a file; re-headed text after
             ``load_darknet(num_classes=...)``).
-        cfg_path: source file (str) or None.
+        cfg_path: source file or name given by ``path`` (str), or None.
         net: ``[net]`` options dict, auto-typed, darknet defaults filled in (``batch``,
             ``subdivisions``, ``learning_rate``, ``burn_in``, ``momentum``, ``decay``, ``max_batches``,
             ``policy``, ``steps`` (list), ``scales`` (list), ``mosaic``, ``hue``, ``saturation``,
             ``exposure``, ``letter_box`` ...).
-        input_hw: ``(height, width)`` of ``[net]``; other multiples of 32 work too.
+        net_spec: the :class:`~yolo4.model.cfg.NetSpec`.
+        input_hw: ``(height, width)`` the model runs at by default (the cfg's ``[net]`` size, or a
+            checkpoint's training size); other sizes that pass :meth:`check_input_size` work too.
+        stride: the network's total stride in pixels (32 for YOLOv4): input sizes are multiples of it
+            (:func:`yolo4.model.cfg.network_stride`).
         channels: input channels (3).
         letter_box: ``[net] letter_box`` as bool.
         names: class names or None.
@@ -91,26 +113,36 @@ class Darknet(nn.Module):
             layer while ``iteration < N``; ``stopbackward=1`` always). Set by the trainer.
     """
 
-    def __init__(self, cfg: Union[str, "os.PathLike[str]", Sequence[Section]],
-                 names: Optional[Sequence[str]] = None, path: Optional[str] = None,
-                 init: bool = True) -> None:
+    def __init__(self, cfg: Union[str, "os.PathLike[str]", Sequence[Section], None] = None,
+                 names: Optional[Sequence[str]] = None, *, text: Optional[str] = None,
+                 path: Optional[str] = None, init: bool = True) -> None:
         super().__init__()
         if isinstance(cfg, (list, tuple)):
+            if path is not None:
+                raise TypeError("Darknet(sections): path= is taken from the sections")
             self.sections = list(cfg)
-            self.cfg_text = write_cfg(self.sections)
+            self.cfg_text = text if text is not None else write_cfg(self.sections)
             self.cfg_path = self.sections[0].path if self.sections else None
-        else:
-            text, file_path = read_cfg_text(cfg)
-            path = file_path if file_path is not None else path
-            self.sections = parse_cfg(text, path=path, validate=False)
+        elif cfg is not None:
+            if text is not None or path is not None:
+                raise TypeError("Darknet(cfg_file) takes no text= or path=: give either a cfg file or "
+                                "text= (with path= naming it)")
+            self.cfg_text, self.cfg_path = read_cfg_text(cfg)
+            self.sections = parse_cfg_text(self.cfg_text, path=self.cfg_path, validate=False)
+        elif text is not None:
+            self.sections = parse_cfg_text(text, path=path, validate=False)
             self.cfg_text, self.cfg_path = text, path
+        else:
+            raise TypeError("Darknet needs a cfg file path, parsed sections, or text=")
         net, specs = build_specs(self.sections)
         self.net_spec = net
         self.specs = specs
         self.net: Dict[str, object] = dict(net.options)
         self.input_hw: Tuple[int, int] = (net.height, net.width)
+        self.stride = net.stride
         self.channels = net.channels
         self.letter_box = net.letter_box
+        self._checked_inputs = {(net.channels, net.height, net.width)}  # (C, H, W) known to fit
         self.layers = nn.ModuleList(_make(sp, init) for sp in specs)
         self.num_classes = self.yolo_layers[0].num_classes
         self.names = list(names) if names is not None else None
@@ -129,12 +161,26 @@ class Darknet(nn.Module):
         if init:
             self.init_heads()
 
+    def check_input_size(self, size, what: str = "input") -> Tuple[int, int]:
+        """Check that the network runs at ``size`` and return it as ``(height, width)`` in pixels.
+
+        ``size`` (an int or ``(height, width)``) must be a positive multiple of :attr:`stride`
+        (:func:`yolo4.model_info.check_input_size`) and every layer must fit at it
+        (:func:`yolo4.model.cfg.check_input_hw`); ``what`` names the option in messages.
+
+        Raises:
+            Yolo4Error: not a positive multiple of the stride. CfgError: a layer that does not fit at
+                this size (the cfg's file:line).
+        """
+        return check_input_hw(self.net_spec, self.specs, size, what)
+
     # ------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, raw: bool = False):
         """Run the network.
 
         Args:
-            x: float32 ``[B, 3, H, W]`` RGB in 0..1, H and W multiples of 32 (the max stride).
+            x: float32 ``[B, 3, H, W]`` RGB in 0..1, H and W multiples of :attr:`stride` (32) at which
+                every layer fits (:meth:`check_input_size`, checked once per size).
             raw: return the raw head tensors instead of decoded boxes.
 
         Returns:
@@ -143,7 +189,11 @@ class Darknet(nn.Module):
             ``[B, N, 4]`` (x1, y1, x2, y2) in input pixels, scores float ``[B, N, C]`` =
             objectness × class probability, N = Σ A·h·w, ordered layer, anchor, row, col
             (darknet ``yolo_layer.c`` decode, see :meth:`YoloLayer.forward`).
+
+        Raises:
+            Yolo4Error: ``x`` is not ``[B, 3, H, W]``, or the network does not run at ``H x W``.
         """
+        self._check_input(x)
         saved: Dict[int, torch.Tensor] = {}
         heads: List[torch.Tensor] = []
         for i, layer in enumerate(self.layers):
@@ -162,6 +212,16 @@ class Darknet(nn.Module):
         if _flag(raw):
             return heads
         return self.decode(heads)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        shape = static_shape(x)
+        if len(shape) != 4 or shape[1] != self.channels:
+            raise Yolo4Error(f"model input must be [batch, {self.channels}, height, width] (RGB), got "
+                             f"{list(shape)}")
+        chw = shape[1:]
+        if chw not in self._checked_inputs:
+            self.check_input_size(chw[1:], "input")
+            self._checked_inputs.add(chw)
 
     def decode(self, heads: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
         """Decode raw heads (``forward(x, raw=True)``) into ``(boxes [B,N,4], scores [B,N,C])``."""
