@@ -192,7 +192,7 @@ def export(
     module = load_torch_model(cfg, weights, checkpoint, names, log=_log)
     info = module.model_info()
     warn_generic_names(info, _log)
-    hw = check_input_size(img_size, info.max_stride, "--img-size", default=info.input_hw)
+    hw = module.check_input_size(img_size if img_size is not None else info.input_hw, "--img-size")
     res = export_onnx(module, output, img_size=hw, batch=batch, fp16=fp16,
                       simplify=not no_simplify, opset=opset, log=_log)
     typer.echo("wrote %s (opset %d, Mish: %s, %s, %s)" % (

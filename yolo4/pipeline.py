@@ -134,7 +134,7 @@ def open_backend(backend: Optional[str] = None, cfg: Optional[str] = None, weigh
         return be
     module = load_torch_model(cfg if form == "cfg" else None, weights, checkpoint, names, log=log)
     info = module.model_info()
-    hw = check_input_size(img_size, info.max_stride, "--img-size", default=info.input_hw)
+    hw = module.check_input_size(img_size if img_size is not None else info.input_hw, "--img-size")
     warn_generic_names(info, log)
     if kind == "torch":
         return create_backend("torch", module=module, input_hw=hw)

@@ -74,7 +74,10 @@ class TorchBackend(Backend):
         self.module = module
         info = module.model_info(names=list(names) if names is not None else None)
         if input_hw is not None:
-            info = dataclasses.replace(info, input_hw=check_input_size(input_hw, info.max_stride, "input_hw"))
+            check = getattr(module, "check_input_size", None)  # a Darknet also checks every layer fits
+            hw = check(input_hw, "input_hw") if check is not None else \
+                check_input_size(input_hw, info.max_stride, "input_hw")
+            info = dataclasses.replace(info, input_hw=hw)
         self.info: ModelInfo = info
 
     def _forward(self, batch: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
