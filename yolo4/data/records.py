@@ -33,7 +33,9 @@ class DatasetSplit:
     Attributes:
         names: class names, index = class id.
         records: the images, labelled or not (background images have M = 0).
-        warnings: one line each, ``file:line: problem`` for every skipped label or file.
+        warnings: one line each, ``file:line: problem`` (``file: problem`` where the format has no
+            lines) for every skipped label, image or file, and for an image size written in an
+            annotation file that was unusable and read from the image instead.
     """
 
     names: List[str]
