@@ -50,7 +50,7 @@ def opencv_pipeline(cfg, weights, size, conf, iou):
 def yolo4_pipeline(kind, size, conf, iou, threads):
     backend = open_backend(kind, cfg="yolov4-tiny", weights="yolov4-tiny", img_size=size, threads=threads,
                            log=lambda m: None)
-    det = Detector(backend, conf=conf, iou=iou)
+    det = Detector(backend, score_threshold=conf, iou_threshold=iou)
 
     def run(path):
         return len(det.detect([imread(path)])[0].scores)

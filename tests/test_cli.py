@@ -333,3 +333,27 @@ def test_eval_refuses_classes_in_another_order_and_maps_them_by_name(shared_data
     assert res["ident"]["map50"] > 0.2
     for k in ("map50_95", "map50", "precision", "recall"):
         assert res["rev"][k] == pytest.approx(res["ident"][k], abs=1e-9), k
+
+
+def test_checkpoint_runs_at_its_training_size_by_default(shared_data, tmp_path):
+    """A checkpoint trained at 160 px is evaluated and run at 160 px unless --img-size says otherwise
+    (not at the cfg's 416)."""
+    import torch
+
+    from yolo4.model import load_darknet
+    from yolo4.trainer.checkpoint import make_checkpoint, save_checkpoint
+
+    model = load_darknet(shared_data / "darknet/cfg/yolov4-tiny.cfg", shared_data / "weights/yolov4-tiny.weights")
+    from yolo4.data.names import COCO_NAMES
+
+    ck = tmp_path / "best.pt"
+    save_checkpoint(make_checkpoint(model, list(COCO_NAMES), epoch=1, best_fitness=0.0,
+                                    train_args={"img_size": [160, 160]}), ck)
+    assert torch.load(ck, weights_only=True)["train_args"]["img_size"] == [160, 160]
+    dog = shared_data / "darknet" / "images" / "dog.jpg"
+    for backend in ("torch", "onnxruntime"):
+        p = run_cli("infer", dog, "--checkpoint", ck, "--backend", backend, "--no-save")
+        assert p.returncode == 0, p.stderr
+        assert "at 160x160" in p.stdout, p.stdout
+    q = run_cli("infer", dog, "--checkpoint", ck, "--backend", "torch", "--no-save", "--img-size", "320")
+    assert q.returncode == 0 and "at 320x320" in q.stdout
