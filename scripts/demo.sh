@@ -10,7 +10,7 @@ out=runs/demo
 epochs="${DEMO_EPOCHS:-3}"
 echo "== 1/3 fine-tune yolov4-tiny on coco128 ($epochs epoch(s), CPU) =="
 yolo4 train --cfg yolov4-tiny --weights yolov4-tiny --data coco128 --epochs "$epochs" --batch 8 \
-  --img-size 416 --output-dir "$out/train"
+  --img-size 416 --output-dir "$out/train" --exist-ok
 echo "== 2/3 export to ONNX =="
 yolo4 export --checkpoint "$out/train/best.pt" --output "$out/yolov4-tiny-coco128.onnx"
 echo "== 3/3 detect with ONNX Runtime =="
@@ -19,5 +19,5 @@ if [ -z "$images" ] || [ ! -d "$images" ]; then
   echo "error: darknet sample images not found: set YOLO4_ASSET_MIRROR to a folder holding darknet/images" >&2
   exit 2
 fi
-yolo4 infer "$images" --onnx "$out/yolov4-tiny-coco128.onnx" --output-dir "$out/infer" \
+yolo4 infer "$images" --onnx "$out/yolov4-tiny-coco128.onnx" --output-dir "$out/infer" --exist-ok \
   --save-json "$out/infer/detections.json"

@@ -12,7 +12,7 @@ from yolo4.model import load_darknet
 from yolo4.trainer.train import train
 from yolo4.trainer.validate import evaluate_model
 
-from .test_cli import run_cli
+from .conftest import run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 

@@ -178,6 +178,18 @@ def list_images(entry: str, out: Collector) -> List[str]:
     raise DataError("split entry must be an image folder, a .txt or .csv list, or a COCO .json", entry)
 
 
+
+def split_images(entries: Sequence[str], out: Collector) -> List[str]:
+    """Absolute paths of the images of a split's entries (:func:`list_images` of each), in order, each
+    image once across the entries and across splits already collected into ``out``."""
+    images = []
+    for entry in entries:
+        for p in list_images(entry, out):
+            if p not in out.seen:
+                out.seen.add(p)
+                images.append(p)
+    return images
+
 def _find_image(name: str, list_file: str, root: Path) -> Optional[str]:
     if "\x00" in name:  # no file has one; os.path.expanduser would raise ValueError
         return None

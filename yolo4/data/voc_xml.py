@@ -33,11 +33,11 @@ from .collect import (
     float32_box,
     fmt,
     header_sizes,
-    list_images,
     name_problem,
     parse_decimal,
     reason,
     show,
+    split_images,
 )
 from .dataset_yaml import DatasetConfig
 
@@ -127,12 +127,7 @@ def load_voc_entries(cfg: DatasetConfig, entries: Sequence[str], out: Collector)
     Raises:
         DataError: an unreadable list or xml file, malformed XML, or no class names at all.
     """
-    images = []
-    for entry in entries:
-        for p in list_images(entry, out):
-            if p not in out.seen:
-                out.seen.add(p)
-                images.append(p)
+    images = split_images(entries, out)
     xml_paths = [_voc_xml_for(p, cfg.root) for p in images]
     parsed: Dict[str, _XmlNode] = {}
     names = cfg.names

@@ -27,10 +27,10 @@ from .collect import (
     float32_box,
     fmt,
     header_sizes,
-    list_images,
     parse_decimals,
     read_text,
     show,
+    split_images,
     text_lines,
 )
 from .dataset_yaml import DatasetConfig
@@ -72,12 +72,7 @@ def load_yolo_entries(cfg: DatasetConfig, entries: Sequence[str], out: Collector
     Raises:
         DataError: an unreadable list or label file.
     """
-    images = []
-    for entry in entries:
-        for p in list_images(entry, out):
-            if p not in out.seen:
-                out.seen.add(p)
-                images.append(p)
+    images = split_images(entries, out)
     sizes = header_sizes(images, out)
     for path, size in zip(images, sizes):
         if size is None:
