@@ -357,3 +357,17 @@ def test_checkpoint_runs_at_its_training_size_by_default(shared_data, tmp_path):
         assert "at 160x160" in p.stdout, p.stdout
     q = run_cli("infer", dog, "--checkpoint", ck, "--backend", "torch", "--no-save", "--img-size", "320")
     assert q.returncode == 0 and "at 320x320" in q.stdout
+
+
+def test_model_options_must_match_the_model_file(tmp_path):
+    """Each model option names its form; a mismatch is one line before anything loads."""
+    onnx_file, weights = tmp_path / "m.onnx", tmp_path / "m.weights"
+    onnx_file.write_bytes(b"not read")
+    weights.write_bytes(b"not read")
+    assert_user_error(run_cli("infer", "x.jpg", "--checkpoint", onnx_file, "--no-save"),
+                      "m.onnx", "--checkpoint expects a yolo4 checkpoint")
+    assert_user_error(run_cli("infer", "x.jpg", "--checkpoint", weights, "--no-save"), "give it as --weights")
+    assert_user_error(run_cli("infer", "x.jpg", "--cfg", "yolov4-tiny", "--onnx", onnx_file, "--no-save"),
+                      "give one model")
+    assert_user_error(run_cli("infer", "x.jpg", "--onnx", onnx_file, "--backend", "torch", "--no-save"),
+                      "runs on --backend onnxruntime")

@@ -52,6 +52,10 @@ def load_torch_model(cfg: Optional[str] = None, weights: Optional[str] = None,
     return load_darknet(cfg, weights, names=names)  # a file path: errors name it
 
 
+_FORM_NAMES = {"onnx": "an ONNX model", "cfg": "a darknet cfg", "checkpoint": "a yolo4 checkpoint (.pt)",
+               "engine": "a TensorRT engine"}
+
+
 def _model_form(cfg: Optional[str], checkpoint: Optional[str], onnx: Optional[str]) -> Tuple[str, str]:
     """``(form, path)`` of the one model given; the file suffix must agree with the option."""
     from .runtime.backends import model_form
@@ -66,9 +70,11 @@ def _model_form(cfg: Optional[str], checkpoint: Optional[str], onnx: Optional[st
     expected = {"--cfg": "cfg", "--checkpoint": "checkpoint", "--onnx": "onnx"}[opt]
     if opt == "--cfg" and not os.path.splitext(value)[1]:
         return "cfg", value  # a known model name (yolov4-tiny)
+    if os.path.splitext(value)[1].lower() == ".weights":
+        raise Yolo4Error(f"{opt} got a darknet .weights file: give it as --weights, with its --cfg", value)
     form = model_form(value)
     if form != expected:
-        raise Yolo4Error(f"{opt} expects a {expected} file, got a {form} file", value)
+        raise Yolo4Error(f"{opt} expects {_FORM_NAMES[expected]}, got {_FORM_NAMES[form]}", value)
     return form, value
 
 
@@ -114,9 +120,7 @@ def open_backend(backend: Optional[str] = None, cfg: Optional[str] = None, weigh
     if kind not in kinds:
         if kind not in BACKENDS and kind not in kinds:
             raise Yolo4Error("unknown backend %r: choose one of %s" % (backend, ", ".join(sorted(BACKENDS))))
-        what = {"onnx": "an ONNX model", "cfg": "a darknet cfg", "checkpoint": "a checkpoint",
-                "engine": "a TensorRT engine"}[form]
-        raise Yolo4Error("%s runs on --backend %s, not %r" % (what, " or ".join(kinds), backend))
+        raise Yolo4Error("%s runs on --backend %s, not %r" % (_FORM_NAMES[form], " or ".join(kinds), backend))
     if img_size is not None:
         check_input_size(img_size)  # early, before any loading; the stride is checked again below
     name_list = resolve_names(names) if names is not None else None
