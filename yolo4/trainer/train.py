@@ -218,11 +218,6 @@ def resume_args(given: Dict[str, Any], stored: Dict[str, Any], output_dir: PathL
     return out
 
 
-def _max_stride(model) -> int:
-    """The model's total down-sampling: the largest ``[yolo]`` stride (32 for YOLOv4)."""
-    return max(int(yl.stride) for yl in model.yolo_layers)
-
-
 def param_groups(model: nn.Module, decay: float) -> List[Dict[str, Any]]:
     """SGD parameter groups: conv weights with ``weight_decay=decay``; biases and BN without."""
     decayed, plain = [], []
@@ -401,8 +396,8 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
         best_fit = -1.0
     model.names = names
     model.to(dev)
-    input_hw = check_input_size(run["img_size"], _max_stride(model), "--img-size",
-                                default=(int(model.input_hw[0]), int(model.input_hw[1])))
+    input_hw = model.check_input_size(run["img_size"] if run["img_size"] is not None else model.input_hw,
+                                      "--img-size")
     letter_box = bool(getattr(model, "letter_box", False))
     loss_fn = YoloLoss([yl.spec for yl in model.yolo_layers], box_grad=run["box_grad"])
 
