@@ -350,10 +350,7 @@ def run_eval(data: str, backend, conf: float = 0.001, iou: float = 0.45, max_det
     from .runtime.postprocess import Detections
 
     ds = load_dataset(data, split)
-    for w in ds.warnings[:20]:
-        log("warning: %s" % w)
-    if len(ds.warnings) > 20:
-        log("warning: ... and %d more label problems" % (len(ds.warnings) - 20))
+    ds.report_warnings(log, split, limit=20)
     mapping = class_mapping(ds.names, backend.info.names, by_name=match_names, source=str(data), log=log)
     detector = Detector(backend, batch_size=batch, score_threshold=conf, iou_threshold=iou,
                         max_output_boxes=max_det)

@@ -1,7 +1,7 @@
 """The one record type every dataset reader returns. Python 3.8, torch-free."""
 
 from dataclasses import dataclass, field
-from typing import List
+from typing import Any, Callable, List
 
 import numpy as np
 
@@ -41,3 +41,12 @@ class DatasetSplit:
     names: List[str]
     records: List[ImageRecord]
     warnings: List[str] = field(default_factory=list)
+
+    def report_warnings(self, log: Callable[[str], Any], which: str = "", limit: int = 10) -> None:
+        """Send the first ``limit`` problems to ``log`` as ``warning: file:line: problem`` lines, then
+        one line counting the rest (``which`` names the split in it, e.g. ``"train"``)."""
+        for w in self.warnings[:limit]:
+            log("warning: %s" % w)
+        if len(self.warnings) > limit:
+            split = " in the %s split" % which if which else ""
+            log("warning: ... and %d more label problems%s" % (len(self.warnings) - limit, split))

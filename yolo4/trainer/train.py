@@ -82,14 +82,6 @@ CLI_OPTIONS: Dict[str, str] = {
 BOX_GRADS = ("darknet", "chain")
 
 
-def _report_warnings(split, which: str, log) -> None:
-    ws = list(split.warnings or [])
-    for w in ws[:MAX_WARNINGS]:
-        log(f"warning: {w}")
-    if len(ws) > MAX_WARNINGS:
-        log(f"warning: ... and {len(ws) - MAX_WARNINGS} more label problems in the {which} split")
-
-
 def _resolved_paths(records) -> List[str]:
     """Each record's image path with its folder resolved (symlinks, ``..``); one ``realpath`` per folder."""
     folders: Dict[str, str] = {}
@@ -364,8 +356,8 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
     data = run["data"]
     train_split = load_dataset(data, "train")
     val_split = load_dataset(data, "val")
-    _report_warnings(train_split, "train", log)
-    _report_warnings(val_split, "val", log)
+    train_split.report_warnings(log, "train", MAX_WARNINGS)
+    val_split.report_warnings(log, "val", MAX_WARNINGS)
     names = list(train_split.names)
     if list(val_split.names) != names:
         raise Yolo4Error(f"the train and val splits name different classes ({len(names)} vs "
