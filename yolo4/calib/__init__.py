@@ -1,6 +1,43 @@
-"""INT8 calibration (torch-free, Python 3.8): calibration-image sampling, TensorRT calibrators with
-a cache, and Q/DQ post-training quantization through ONNX Runtime's quantization tools.
+"""INT8 calibration (torch-free, onnx-free at import, Python 3.8).
 
-Empty in this release: it arrives with the TensorRT engine builder. Calibration images will go through
-:func:`yolo4.runtime.preprocess.preprocess`, the same preprocessing as inference.
+- :mod:`yolo4.calib.images`: which images (:func:`select_images`: seeded, class-balanced where labels
+  exist) and their batches (:class:`CalibrationSet`, :func:`calibration_set`), made by
+  :func:`yolo4.runtime.preprocess.preprocess`, the same preprocessing as inference.
+- :mod:`yolo4.calib.cache`: TensorRT's calibration cache with a yolo4 header
+  (:class:`CalibrationCache`, :func:`header_for`), reused only for the same model, images,
+  preprocessing, method, input shape and TensorRT version.
+- :mod:`yolo4.calib.calibrators`: implicit INT8 calibrators for TensorRT 8.5 - 10.x
+  (:func:`make_calibrator`: entropy or min-max; ``tensorrt`` is passed in, ``pycuda`` imported lazily).
+- :mod:`yolo4.calib.qdq`: explicit INT8, a Q/DQ ONNX by ONNX Runtime's ``quantize_static``
+  (:func:`quantize_qdq`; TensorRT 8.5 - 11 and TensorRT for RTX build it; ONNX Runtime runs it).
+- :mod:`yolo4.calib.sensitivity`: :func:`sensitivity_search`, layers back to float until the mAP drop
+  vs FP32 is within a target.
+
+The names above are importable from ``yolo4.calib`` directly; their modules load on first use.
 """
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "CalibrationSet": "images", "calibration_set": "images", "select_images": "images",
+    "DEFAULT_NUM_IMAGES": "images", "MIN_RECOMMENDED_IMAGES": "images", "PREPROCESS_VERSION": "images",
+    "CalibrationCache": "cache", "header_for": "cache",
+    "make_calibrator": "calibrators", "check_method": "calibrators", "METHODS": "calibrators",
+    "quantize_qdq": "qdq", "QdqResult": "qdq", "CALIB_METHODS": "qdq", "QDQ_LAYOUTS": "qdq",
+    "sensitivity_search": "sensitivity", "SensitivityReport": "sensitivity",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_EXPORTS))
