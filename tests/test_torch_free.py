@@ -15,10 +15,12 @@ PKG = REPO / "yolo4"
 TORCH_FREE_PACKAGES = ("yolo4.runtime", "yolo4.data", "yolo4.calib")
 #: single modules that must import without torch (and ``yolo4.convert`` without onnx either)
 TORCH_FREE_MODULES = ("yolo4", "yolo4.errors", "yolo4.fileio", "yolo4.model_info", "yolo4.assets",
-                      "yolo4.pipeline", "yolo4.cli", "yolo4.convert")
+                      "yolo4.pipeline", "yolo4.cli", "yolo4.convert", "yolo4.convert.trt_compat",
+                      "yolo4.convert.engine_builder")
 #: files vermin checks for Python 3.8 (the Jetson's JetPack 5 Python)
 PY38_PATHS = ("yolo4/runtime", "yolo4/data", "yolo4/calib", "yolo4/model_info.py", "yolo4/errors.py",
-              "yolo4/fileio.py", "yolo4/convert/__init__.py")
+              "yolo4/fileio.py", "yolo4/convert/__init__.py", "yolo4/convert/trt_compat.py",
+              "yolo4/convert/engine_builder.py")
 
 
 def _modules():
@@ -40,7 +42,8 @@ def test_every_torch_free_module_imports_without_torch_or_onnx():
             f"mods = {mods!r}\n"
             "for m in mods:\n"
             "    importlib.import_module(m)\n"
-            "bad = sorted(k for k in ('torch', 'onnx', 'onnxruntime', 'tensorrt', 'pycuda') if k in sys.modules)\n"
+            "bad = sorted(k for k in ('torch', 'onnx', 'onnxruntime', 'tensorrt', 'tensorrt_rtx', 'pycuda') "
+            "if k in sys.modules)\n"
             "print(len(mods), bad)\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert p.returncode == 0, p.stderr

@@ -36,13 +36,18 @@ _state = {"verbose": False}
 CFG_HELP = "darknet .cfg path or known model name (e.g. yolov4-tiny)."
 WEIGHTS_HELP = "darknet .weights path or known model name (same names as --cfg)."
 CKPT_HELP = "checkpoint .pt written by `yolo4 train` (holds cfg, names, weights and its training size)."
-ONNX_HELP = "ONNX model written by `yolo4 export` (runs on ONNX Runtime)."
+ONNX_HELP = "ONNX model written by `yolo4 export` (runs on ONNX Runtime): FP32, FP16 or Q/DQ INT8."
+ENGINE_HELP = ("TensorRT engine written by `yolo4 build-engine` (with its .json metadata beside it); "
+               "runs on --backend tensorrt, on an NVIDIA GPU.")
 BACKEND_HELP = ("inference backend: onnxruntime (CPU, or CUDA when available) or torch [default: "
                 "onnxruntime; a cfg or checkpoint is exported to ONNX once and cached].")
 IMG_HELP = ("network input size in pixels, square, multiple of 32 [default: a checkpoint's training "
             "size, else the cfg's [net] width/height].")
 NAMES_HELP = ("class names: a file with one name per line, or coco / voc (built in) [default: the "
               "checkpoint's, or COCO's for an 80-class model].")
+CALIB_DATA_HELP = ("calibration images: a folder, a glob, a .txt list, or a dataset (YAML, COCO json, VOC "
+                   "folder, coco128, ...; its train split, class-balanced when labelled).")
+CALIB_IMAGES_HELP = "number of calibration images (seeded selection; fewer than 200 warns)."
 EXIST_OK_HELP = "write into OUTPUT_DIR even if it exists [default: a new numbered folder, e.g. runs/infer2]."
 
 
@@ -178,26 +183,144 @@ def export(
     no_simplify: bool = typer.Option(False, "--no-simplify", help="skip onnxsim."),
     opset: int = typer.Option(17, help="ONNX opset. < 18: Mish as Softplus/Tanh/Mul (TensorRT 8.5 "
                               "parses it); >= 18: native Mish op."),
+    int8: bool = typer.Option(False, "--int8", help="write a Q/DQ INT8 ONNX (explicit quantization, "
+                              "calibrated on --calib-data with ONNX Runtime): for TensorRT builds, and it "
+                              "runs on ONNX Runtime too."),
+    calib_data: Optional[str] = typer.Option(None, help=CALIB_DATA_HELP),
+    calib_images: int = typer.Option(500, min=1, help=CALIB_IMAGES_HELP),
+    calib_method: str = typer.Option("minmax", help="activation range calibration: minmax (max |x|, "
+                                     "as NVIDIA Model Optimizer's INT8 default), percentile (99.999th "
+                                     "percentile of |x|) or entropy (ONNX Runtime's KL divergence)."),
+    int8_exclude: Optional[List[str]] = typer.Option(None, help="keep these layers in float besides the "
+                                                     "defaults (first conv, convs feeding [yolo]): darknet "
+                                                     "layer index (12, 12-15) or a glob on ONNX node names. "
+                                                     "Repeatable."),
+    int8_target_drop: Optional[float] = typer.Option(None, min=0.0, help="search: return the most harmful "
+                                                     "layers to float until the mAP@[.5:.95] drop vs FP32 "
+                                                     "on --int8-val-data is at most this many AP points "
+                                                     "(x100); writes a report beside the output."),
+    int8_val_data: Optional[str] = typer.Option(None, help="labelled dataset of the --int8-target-drop "
+                                                "search [default: --calib-data]; its val split."),
+    qdq_layout: str = typer.Option("tensorrt", help="Q/DQ placement: tensorrt (Conv inputs, symmetric "
+                                   "INT8: what TensorRT wants, most accurate) or onnxruntime (U8S8 on "
+                                   "every op: fastest on ONNX Runtime's CPU kernels, less accurate; "
+                                   "TensorRT refuses it)."),
+    seed: int = typer.Option(0, help="seed of the calibration image selection."),
 ):
     """Export to ONNX: input `images` [B,3,H,W] RGB 0..1, outputs `boxes` [B,N,4] x1,y1,x2,y2 input
-    pixels and `scores` [B,N,C]; checks ONNX Runtime against PyTorch."""
+    pixels and `scores` [B,N,C]; checks ONNX Runtime against PyTorch. With --int8, a Q/DQ INT8 ONNX."""
     from .convert import export_onnx
-    from .fileio import check_writable_file
+    from .fileio import check_writable_file, sibling_temp
     from .model_info import check_input_size
     from .pipeline import load_torch_model, warn_generic_names
 
     check_writable_file(output, "ONNX output")
     if img_size is not None:
         check_input_size(img_size)
+    if int8:
+        _check_int8_options(fp16, calib_data, calib_method, qdq_layout)
     module = load_torch_model(cfg, weights, checkpoint, names, log=_log)
     info = module.model_info()
     warn_generic_names(info, _log)
     hw = module.check_input_size(img_size if img_size is not None else info.input_hw, "--img-size")
-    res = export_onnx(module, output, img_size=hw, batch=batch, fp16=fp16,
-                      simplify=not no_simplify, opset=opset, log=_log)
+    fp32_path = sibling_temp(output, ".fp32.onnx") if int8 else output
+    try:
+        res = export_onnx(module, fp32_path, img_size=hw, batch=batch, fp16=fp16,
+                          simplify=not no_simplify, opset=opset, log=_log)
+        if int8:
+            from .pipeline import export_int8
+
+            export_int8(fp32_path, output, calib_data, calib_images=calib_images, calib_method=calib_method,
+                        exclude=int8_exclude or (), target_drop=int8_target_drop,
+                        val_data=int8_val_data, layout=qdq_layout, seed=seed, log=_log)
+            return
+    finally:
+        if int8 and Path(fp32_path).exists():
+            Path(fp32_path).unlink()
     typer.echo("wrote %s (opset %d, Mish: %s, %s, %s)" % (
         res.path, res.opset, res.mish_mode, "dynamic batch" if batch is None else "fixed batch %d" % batch,
         "fp16" if fp16 else "fp32"))
+
+
+def _check_int8_options(fp16: bool, calib_data: Optional[str], calib_method: str, layout: str) -> None:
+    from .calib.qdq import CALIB_METHODS, QDQ_LAYOUTS
+
+    if fp16:
+        raise typer.BadParameter("--int8 and --fp16 exclude each other (the Q/DQ model keeps float "
+                                 "layers in FP32; TensorRT picks FP16 for them with --fp16 at build time)",
+                                 param_hint="--fp16")
+    if not calib_data:
+        raise typer.BadParameter("--int8 needs calibration images: a folder, a glob, a .txt list or a "
+                                 "dataset (YAML, coco128, ...)", param_hint="--calib-data")
+    if calib_method not in CALIB_METHODS:
+        raise typer.BadParameter("choose %s" % ", ".join(CALIB_METHODS), param_hint="--calib-method")
+    if layout not in QDQ_LAYOUTS:
+        raise typer.BadParameter("choose %s" % ", ".join(QDQ_LAYOUTS), param_hint="--qdq-layout")
+
+
+@app.command(name="build-engine")
+@_command
+def build_engine(
+    onnx_model: Path = typer.Argument(..., metavar="MODEL.onnx", help="ONNX written by `yolo4 export` "
+                                      "(FP32, FP16 with --fp16, or Q/DQ INT8 with --int8)."),
+    output: Path = typer.Option(..., "--output", "-o", help="engine file to write (e.g. model.engine); "
+                                "its metadata goes beside it as model.engine.json."),
+    fp16: bool = typer.Option(False, "--fp16", help="FP16 engine. TensorRT 8.5-10.x: a builder flag; "
+                              "TensorRT 11 / for RTX (strongly typed): an FP32 ONNX is first converted to "
+                              "ENGINE_STEM-fp16.onnx beside the engine."),
+    int8: bool = typer.Option(False, "--int8", help="INT8 engine, calibrated on --calib-data (a Q/DQ ONNX "
+                              "needs no calibration)."),
+    backend: Optional[str] = typer.Option(None, help="tensorrt or tensorrt-rtx (TensorRT for RTX: builds "
+                                          "ahead of time, also without a GPU) [default: whichever is "
+                                          "installed, tensorrt first]."),
+    compute_capability: Optional[List[str]] = typer.Option(
+        None, "--compute-capability", metavar="X.Y", help="TensorRT for RTX only: GPU compute capability to "
+        "build for, e.g. 8.6 (RTX 30xx), 8.9 (RTX 40xx), 7.5 (Turing); repeatable [default: TensorRT for RTX's "
+        "targets, 8.0 and later]."),
+    calib_data: Optional[str] = typer.Option(None, help=CALIB_DATA_HELP),
+    calib_images: int = typer.Option(500, min=1, help=CALIB_IMAGES_HELP),
+    calib_method: Optional[str] = typer.Option(None, help="entropy or minmax (both quantizations), "
+                                               "percentile (explicit only) [default: entropy for implicit, "
+                                               "minmax for explicit]."),
+    calib_cache: Optional[Path] = typer.Option(None, help="implicit INT8: TensorRT calibration cache, "
+                                               "reused when made for the same model, images, method and "
+                                               "TensorRT [default: ENGINE.calib beside the engine]."),
+    quantization: str = typer.Option("auto", help="INT8 quantization: implicit (TensorRT calibrator, "
+                                     "TensorRT 8.5-10.x), explicit (a Q/DQ ONNX, written as "
+                                     "ENGINE_STEM-int8.onnx beside the engine) or auto (implicit below "
+                                     "TensorRT 11, explicit on 11 and TensorRT for RTX)."),
+    batch: Optional[str] = typer.Option(None, metavar="MIN,OPT,MAX", help="batch sizes of the optimization "
+                                        "profile (OPT is also the calibration batch) [default: 1,4,8 for a "
+                                        "dynamic-batch ONNX; a fixed-batch ONNX uses its batch]."),
+    workspace: Optional[int] = typer.Option(None, min=1, metavar="MIB", help="builder workspace memory "
+                                            "limit in MiB [default: TensorRT's, the GPU's memory]."),
+    dla_core: Optional[int] = typer.Option(None, min=0, metavar="K", help="Jetson Xavier/Orin: run on this "
+                                           "DLA core (FP16/INT8 only, other layers fall back to the GPU)."),
+    timing_cache: Optional[Path] = typer.Option(None, help="TensorRT timing cache file: read when present, "
+                                                "written after the build (speeds up rebuilds)."),
+    plugin_lib: Optional[List[Path]] = typer.Option(None, "--plugin-lib", metavar="LIB.so", help="TensorRT "
+                                                    "plugin library to load before parsing; repeatable "
+                                                    "(not TensorRT for RTX)."),
+    int8_exclude: Optional[List[str]] = typer.Option(None, "--int8-exclude", metavar="PATTERN", help="INT8: "
+                                                     "keep these layers in float besides the defaults (first "
+                                                     "conv, convs feeding [yolo], decode): darknet layer "
+                                                     "index (12, 12-15) or a glob on ONNX node names. "
+                                                     "Repeatable."),
+    verbose: bool = typer.Option(False, "--verbose", help="show TensorRT's log at INFO level [default: "
+                                 "warnings and errors]."),
+):
+    """Build a TensorRT engine (FP32, FP16 or INT8) from an exported ONNX; writes the engine and its
+    metadata (model.engine.json: classes, input size, batch profile, precision, TensorRT version, GPU)."""
+    from .convert.engine_builder import build_engine as run_build
+
+    res = run_build(onnx_model, output, fp16=fp16, int8=int8, backend=backend,
+                    compute_capability=compute_capability or (), calib_data=calib_data,
+                    calib_images=calib_images, calib_method=calib_method, calib_cache=calib_cache,
+                    quantization=quantization, batch=batch, workspace=workspace, dla_core=dla_core,
+                    timing_cache=timing_cache, plugin_libs=plugin_lib or (), int8_exclude=int8_exclude or (),
+                    verbose=verbose, log=_log)
+    typer.echo("engine:   %s" % res.engine_path.resolve())
+    typer.echo("metadata: %s" % res.meta_path.resolve())
 
 
 @app.command()
@@ -208,6 +331,7 @@ def infer(
     weights: Optional[str] = typer.Option(None, help=WEIGHTS_HELP),
     checkpoint: Optional[str] = typer.Option(None, help=CKPT_HELP),
     onnx: Optional[str] = typer.Option(None, help=ONNX_HELP),
+    engine: Optional[str] = typer.Option(None, help=ENGINE_HELP),
     backend: Optional[str] = typer.Option(None, help=BACKEND_HELP),
     names: Optional[str] = typer.Option(None, help=NAMES_HELP),
     img_size: Optional[int] = typer.Option(None, help=IMG_HELP),
@@ -230,7 +354,8 @@ def infer(
     out_dir = None if no_save else _run_dir(output_dir, "runs/infer", exist_ok)
     if save_json:
         check_writable_file(save_json, "JSON output")
-    be = open_backend(backend, cfg, weights, checkpoint, onnx, img_size, names, threads, log=_log)
+    be = open_backend(backend, cfg, weights, checkpoint, onnx, img_size, names, threads, log=_log,
+                      engine=engine)
     results = run_infer(sources, be, conf=conf, iou=iou, max_det=max_det,
                         output_dir=str(out_dir) if out_dir is not None else None,
                         save_json=str(save_json) if save_json else None, log=_log)
@@ -255,6 +380,7 @@ def eval_(
     weights: Optional[str] = typer.Option(None, help=WEIGHTS_HELP),
     checkpoint: Optional[str] = typer.Option(None, help=CKPT_HELP),
     onnx: Optional[str] = typer.Option(None, help=ONNX_HELP),
+    engine: Optional[str] = typer.Option(None, help=ENGINE_HELP),
     backend: Optional[str] = typer.Option(None, help=BACKEND_HELP),
     names: Optional[str] = typer.Option(None, help=NAMES_HELP),
     img_size: Optional[int] = typer.Option(None, help=IMG_HELP),
@@ -277,7 +403,8 @@ def eval_(
 
     if save_json:
         check_writable_file(save_json, "JSON output")
-    be = open_backend(backend, cfg, weights, checkpoint, onnx, img_size, names, threads, log=_log)
+    be = open_backend(backend, cfg, weights, checkpoint, onnx, img_size, names, threads, log=_log,
+                      engine=engine)
     m = run_eval(data, be, conf=conf, iou=iou, batch=batch, split=split, match_names=match_names,
                  pr_conf=pr_conf, save_json=str(save_json) if save_json else None, log=_log)
     summary = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items() if k != "per_class"}

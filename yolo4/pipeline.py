@@ -56,18 +56,19 @@ _FORM_NAMES = {"onnx": "an ONNX model", "cfg": "a darknet cfg", "checkpoint": "a
                "engine": "a TensorRT engine"}
 
 
-def _model_form(cfg: Optional[str], checkpoint: Optional[str], onnx: Optional[str]) -> Tuple[str, str]:
+def _model_form(cfg: Optional[str], checkpoint: Optional[str], onnx: Optional[str],
+                engine: Optional[str] = None) -> Tuple[str, str]:
     """``(form, path)`` of the one model given; the file suffix must agree with the option."""
     from .runtime.backends import model_form
 
-    given = [(opt, v) for opt, v in (("--cfg", cfg), ("--checkpoint", checkpoint), ("--onnx", onnx))
-             if v is not None]
+    given = [(opt, v) for opt, v in (("--cfg", cfg), ("--checkpoint", checkpoint), ("--onnx", onnx),
+                                     ("--engine", engine)) if v is not None]
     if not given:
-        raise Yolo4Error("give a model: --cfg (with --weights), --checkpoint or --onnx")
+        raise Yolo4Error("give a model: --cfg (with --weights), --checkpoint, --onnx or --engine")
     if len(given) > 1:
         raise Yolo4Error("give one model, not %s" % " and ".join(opt for opt, _ in given))
     opt, value = given[0]
-    expected = {"--cfg": "cfg", "--checkpoint": "checkpoint", "--onnx": "onnx"}[opt]
+    expected = {"--cfg": "cfg", "--checkpoint": "checkpoint", "--onnx": "onnx", "--engine": "engine"}[opt]
     if opt == "--cfg" and not os.path.splitext(value)[1]:
         return "cfg", value  # a known model name (yolov4-tiny)
     if os.path.splitext(value)[1].lower() == ".weights":
@@ -91,7 +92,7 @@ def warn_generic_names(info, log: Log) -> None:
 def open_backend(backend: Optional[str] = None, cfg: Optional[str] = None, weights: Optional[str] = None,
                  checkpoint: Optional[str] = None, onnx: Optional[str] = None,
                  img_size: Optional[int] = None, names: Optional[str] = None,
-                 threads: Optional[int] = None, log: Log = print):
+                 threads: Optional[int] = None, log: Log = print, engine: Optional[str] = None):
     """Open any model form as a :class:`yolo4.runtime.backends.base.Backend`.
 
     The backend is chosen from the model form (:func:`yolo4.runtime.backends.model_form`) unless
@@ -114,7 +115,7 @@ def open_backend(backend: Optional[str] = None, cfg: Optional[str] = None, weigh
     from .model_info import check_input_size
     from .runtime.backends import BACKENDS, backends_for, canonical_kind, create_backend, default_backend
 
-    form, path = _model_form(cfg, checkpoint, onnx)
+    form, path = _model_form(cfg, checkpoint, onnx, engine)
     kinds = backends_for(form)
     kind = default_backend(form) if backend is None else canonical_kind(backend)
     if kind not in kinds:
@@ -124,6 +125,8 @@ def open_backend(backend: Optional[str] = None, cfg: Optional[str] = None, weigh
     if img_size is not None:
         check_input_size(img_size)  # early, before any loading; the stride is checked again below
     name_list = resolve_names(names) if names is not None else None
+    if form == "engine":
+        return _open_engine(kind, path, log)
     if form == "onnx":
         be = create_backend("onnxruntime", path=path, threads=threads)
         if img_size is not None and tuple(be.info.input_hw) != (img_size, img_size):
@@ -146,6 +149,22 @@ def open_backend(backend: Optional[str] = None, cfg: Optional[str] = None, weigh
 
     onnx_path = export_cached(module, img_size=hw, log=log)  # the file carries the resolved names
     return create_backend("onnxruntime", path=str(onnx_path), threads=threads)
+
+
+def _open_engine(kind: str, path: str, log: Log):
+    """A TensorRT engine: its metadata first (a missing or foreign sidecar is a one-line error), then
+    the TensorRT runtime backend when this install has one."""
+    from .runtime.backends import BACKENDS, create_backend
+    from .runtime.engine_meta import read_engine_meta
+
+    if not os.path.isfile(path):
+        raise Yolo4Error("engine not found", path)
+    meta = read_engine_meta(path)
+    if kind not in BACKENDS:
+        raise Yolo4Error("running a TensorRT engine needs yolo4's TensorRT runtime backend (tensorrt + "
+                         "pycuda on an NVIDIA GPU), which this version does not include yet; measure the "
+                         "same model on ONNX Runtime with --onnx %s" % (meta.built_onnx or meta.onnx_path), path)
+    return create_backend(kind, path=path)  # pragma: no cover - no TensorRT runtime backend yet
 
 
 def detections_to_json(det, names: Sequence[str]) -> List[Dict[str, Any]]:
@@ -371,3 +390,71 @@ def run_eval(data: str, backend, conf: float = 0.001, iou: float = 0.45, max_det
     if save_json:
         atomic_write_text(save_json, json.dumps(metrics, indent=1))
     return metrics
+
+
+def export_int8(fp32_onnx: str, output: str, calib_data: str, calib_images: int = 500,
+                calib_method: str = "percentile", exclude: Sequence[str] = (),
+                target_drop: Optional[float] = None, val_data: Optional[str] = None,
+                layout: str = "tensorrt", seed: int = 0, log: Log = print) -> Dict[str, Any]:
+    """FP32 export -> Q/DQ INT8 ONNX (``yolo4 export --int8``), then INT8 vs FP32 on the sample images.
+
+    Calibration images come from ``calib_data`` (:func:`yolo4.calib.images.calibration_set`,
+    prepared by the runtime preprocessing at the model's input size); quantization is
+    :func:`yolo4.calib.qdq.quantize_qdq`, or :func:`yolo4.calib.sensitivity.sensitivity_search`
+    when ``target_drop`` is given (report written to ``<output stem>-int8-report.md``).
+
+    Returns:
+        ``{"path", "quantized", "excluded", "report", "agreement"}`` (report/agreement may be None).
+
+    Raises:
+        Yolo4Error: as the functions above (bad calibration source, a pattern matching nothing, ...).
+    """
+    import onnx
+
+    from .calib.images import calibration_set
+    from .model_info import ModelInfo
+
+    model = onnx.load(fp32_onnx, load_external_data=False)
+    info = ModelInfo.from_metadata({p.key: p.value for p in model.metadata_props}, fp32_onnx)
+    del model
+    cs = calibration_set(calib_data, info, num_images=calib_images, batch_size=8, seed=seed, log=log)
+    report_path = None
+    if target_drop is not None:
+        from .calib.sensitivity import sensitivity_search
+
+        rep = sensitivity_search(fp32_onnx, output, cs, val_data or calib_data, target_drop=target_drop,
+                                 method=calib_method, exclude=exclude, layout=layout, log=log)
+        res = rep.result
+        report_path = Path(output).with_name(Path(output).stem + "-int8-report.md")
+        atomic_write_text(report_path, rep.markdown())
+        log("sensitivity report: %s (drop %.2f AP, target %.2f: %s)" % (
+            report_path, rep.drop, target_drop, "met" if rep.met else "NOT met"))
+    else:
+        from .calib.qdq import quantize_qdq
+
+        res = quantize_qdq(fp32_onnx, output, cs, method=calib_method, exclude=exclude, layout=layout, log=log)
+    log("wrote %s (Q/DQ INT8: %s)" % (res.path, res.summary()))
+    agreement = None
+    from .runtime.agreement import sample_images
+
+    samples = sample_images()
+    if samples:
+        agreement = compare_detections(fp32_onnx, str(res.path), samples)
+        log("INT8 vs FP32 on %s: %s" % (", ".join(Path(p).name for p in samples), agreement.summary()))
+    return {"path": str(res.path), "quantized": res.quantized, "excluded": res.excluded,
+            "report": str(report_path) if report_path else None, "agreement": agreement}
+
+
+def compare_detections(reference_onnx: str, candidate_onnx: str, images: Sequence[str], conf: float = 0.25):
+    """:class:`yolo4.runtime.agreement.Agreement` of two ONNX models' detections on ``images``
+    (score > ``conf``, the model's NMS), both on ONNX Runtime."""
+    from .data.images import imread
+    from .runtime.agreement import detection_agreement
+    from .runtime.detector import Detector
+
+    imgs = [imread(p) for p in images]
+    dets = []
+    for path in (reference_onnx, candidate_onnx):
+        be = open_backend(onnx=path, log=lambda m: None)
+        dets.append(Detector(be, score_threshold=conf).detect(imgs))
+    return detection_agreement(dets[0], dets[1])

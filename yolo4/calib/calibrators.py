@@ -223,7 +223,7 @@ def _calibrator_class(base: type) -> type:
         """TensorRT calibrator over a yolo4 calibration set (see :mod:`yolo4.calib.calibrators`)."""
 
         def __init__(self, feed: CalibrationFeed) -> None:
-            base.__init__(self)  # pybind11 trampolines must be initialised explicitly
+            base.__init__(self)  # type: ignore[misc]  # pybind11 trampolines must be initialised explicitly
             self.feed = feed
 
         def get_batch_size(self) -> int:

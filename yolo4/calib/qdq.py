@@ -27,11 +27,12 @@ layers stay in float, together with the box decoding after them (exponentials an
 to 8 bits); ``exclude`` adds more, by darknet layer index (``"12"``, ``"12-15"``) or by a glob on the
 ONNX node name (``"/layers.3*/conv/Conv"``).
 
-Calibration methods: ``percentile`` (default: the 99.999th percentile of |activation|; measured best
-on yolov4-tiny, see the README's INT8 table), ``minmax`` and ``entropy`` (ONNX Runtime's KL-divergence
-calibrator). Every activation range is computed once per call and kept in ONNX Runtime's calibration
-cache (a JSON file), so the sensitivity search of :mod:`yolo4.calib.sensitivity` re-quantizes with
-other exclusions without recalibrating.
+Calibration methods: ``minmax`` (default: max |activation| over the calibration images, the "max"
+calibration of NVIDIA Model Optimizer's default INT8 config; measured best on yolov4-tiny, see the
+README's INT8 table) and ``percentile`` (the 99.999th percentile of |activation|), computed exactly with one batch in memory
+by :mod:`yolo4.calib.ranges`, and ``entropy`` (ONNX Runtime's KL-divergence calibrator, fed one batch
+at a time). The ranges are kept in ONNX Runtime's calibration cache (a JSON file), so the sensitivity
+search of :mod:`yolo4.calib.sensitivity` re-quantizes with other exclusions without recalibrating.
 
 Python 3.8; onnx and onnxruntime are imported inside the functions (``pip install yolo4[export]``).
 """
@@ -58,10 +59,10 @@ __all__ = ["CALIB_METHODS", "QDQ_LAYOUTS", "DEFAULT_METHOD", "DEFAULT_PERCENTILE
            "default_float_nodes", "resolve_exclude", "quantize_qdq", "is_qdq_model", "conv_nodes"]
 
 #: calibration methods of explicit (Q/DQ) quantization
-CALIB_METHODS = ("percentile", "minmax", "entropy")
+CALIB_METHODS = ("minmax", "percentile", "entropy")
 #: Q/DQ placements (see the module docstring)
 QDQ_LAYOUTS = ("tensorrt", "onnxruntime")
-DEFAULT_METHOD = "percentile"
+DEFAULT_METHOD = "minmax"
 #: percentile of |activation| kept by the ``percentile`` method
 DEFAULT_PERCENTILE = 99.999
 
@@ -77,6 +78,9 @@ class QdqResult:
     Attributes:
         path: the Q/DQ ONNX file.
         quantized: names of the Conv nodes that run in INT8 (their inputs carry Q/DQ).
+        candidates: every node of the layout's quantized op types that was quantized (the Convs for
+            ``tensorrt``; Conv, LeakyRelu and MaxPool nodes for ``onnxruntime``): what
+            :mod:`yolo4.calib.sensitivity` may return to float.
         excluded: names of the nodes kept in float (defaults + ``exclude``), graph order.
         method: calibration method; layout: Q/DQ placement; calib_digest: the calibration set's digest.
         seconds: calibration + quantization time.
@@ -91,6 +95,7 @@ class QdqResult:
     num_images: int
     seconds: float
     metadata: Dict[str, str] = field(default_factory=dict)
+    candidates: List[str] = field(default_factory=list)
 
     def summary(self) -> str:
         return ("%d Conv layers INT8, %d kept float (%s calibration on %d images, %s layout, %.1f s)"
@@ -200,26 +205,36 @@ def resolve_exclude(model, patterns: Iterable[str], source: Optional[PathLike] =
 
 
 class _Reader:
-    """ONNX Runtime ``CalibrationDataReader`` over a :class:`CalibrationSet` (unpadded batches)."""
+    """ONNX Runtime ``CalibrationDataReader`` over a :class:`CalibrationSet` (unpadded batches).
 
-    def __init__(self, calib_set, input_name: str, log: Log) -> None:
+    ``__len__``/``set_range`` let ONNX Runtime collect one batch at a time (``CalibStridedMinMax``,
+    which every calibrator honours): its histogram calibrators otherwise keep every intermediate
+    tensor of every image in memory (~70 MB per 416x416 yolov4-tiny image) until the end.
+    """
+
+    def __init__(self, calib_set, input_name: str) -> None:
         from tqdm import tqdm
 
-        self._it = iter(calib_set.iter_batches(pad=False))
+        self._set = calib_set
         self._name = input_name
+        self._range = iter(range(0))
         self._bar = tqdm(total=len(calib_set), desc="calibrating", unit="batch", leave=False,
                          disable=None)
 
+    def __len__(self) -> int:
+        return len(self._set)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._range = iter(range(start_index, min(end_index, len(self._set))))
+
     def get_next(self):
-        x = next(self._it, None)
-        if x is None:
-            self._bar.close()
+        i = next(self._range, None)
+        if i is None:
             return None
         self._bar.update(1)
-        return {self._name: x}
-
-    def __len__(self) -> int:  # pragma: no cover - ORT probes it for some calibrators
-        return self._bar.total
+        if self._bar.n >= self._bar.total:
+            self._bar.close()
+        return {self._name: self._set.batch(i, pad=False)}
 
 
 def _ort_options(layout: str, ops: Sequence[str], method: str, percentile: float) -> Dict[str, Any]:
@@ -229,6 +244,7 @@ def _ort_options(layout: str, ops: Sequence[str], method: str, percentile: float
     extra: Dict[str, Any] = {
         "ActivationSymmetric": trt, "WeightSymmetric": True, "QuantizeBias": False,
         "DedicatedQDQPair": False, "ForceQuantizeNoInputCheck": True, "CalibMovingAverage": False,
+        "CalibStridedMinMax": 1,  # entropy: one batch at a time (see _Reader)
     }
     if trt:
         extra.update({"AddQDQPairToWeight": True, "OpTypesToExcludeOutputQuantization": sorted(set(ops))})
@@ -303,9 +319,17 @@ def quantize_qdq(onnx_in: PathLike, onnx_out: PathLike, calib_set, method: str =
     t0 = time.time()
     try:
         cache = Path(os.fspath(calibration_cache)) if calibration_cache else tmpdir / "ranges.json"
-        reader = None if cache.is_file() else _Reader(calib_set, input_name, log)
-        if reader is not None:
+        reader = None
+        if not cache.is_file():
             log("calibrating activation ranges (%s) on %s" % (method, _describe(calib_set)))
+            if method == "entropy":
+                reader = _Reader(calib_set, input_name)
+            else:
+                from .ranges import activation_ranges, write_ort_cache
+
+                ranges = activation_ranges(onnx_in, calib_set, opts["op_types_to_quantize"], method,
+                                           symmetric=layout == "tensorrt", percentile=percentile)
+                write_ort_cache(ranges, method, cache)
         tmp_out = tmpdir / "model.onnx"
         root = logging.getLogger()
         level = root.level
@@ -357,6 +381,8 @@ def _finish(tmp_out: Path, out: Path, src_model, excluded: List[str], method: st
     quantized = [n.name for n in q.graph.node if n.op_type == "Conv" and n.input and n.name not in skip
                  and producers.get(n.input[0]) is not None
                  and producers[n.input[0]].op_type == "DequantizeLinear"]
+    types = {"Conv"} if layout == "tensorrt" else set(_ORT_OPS)
+    candidates = [n.name for n in src_model.graph.node if n.op_type in types and n.name not in skip]
     atomic_write_bytes(out, q.SerializeToString())
     return QdqResult(out, quantized, excluded, method, layout, extra["calib_digest"], len(calib_set.paths),
-                     seconds, meta)
+                     seconds, meta, candidates)

@@ -5,9 +5,10 @@
 1. Quantize with the defaults (:func:`yolo4.calib.qdq.quantize_qdq`) and measure COCO mAP@[.5:.95]
    of the FP32 and the Q/DQ model on a validation set (ONNX Runtime, the one eval of ``yolo4 eval``).
    Within target: done.
-2. Rank the INT8 Conv layers by harm: for each, the Q/DQ model with only that layer returned to
-   float is run on a few validation images, and harm = how much closer its ``scores`` output comes to
-   the FP32 model's (relative L2 error of the all-INT8 model minus that of the leave-one-out model).
+2. Rank the quantized layers (:attr:`QdqResult.candidates`: the Convs, plus LeakyReLU and max-pool
+   nodes in the ``onnxruntime`` layout) by harm: for each, a model with only that layer quantized
+   is run on a few validation images, and harm = the relative L2 error of its ``scores`` output vs
+   the FP32 model's (the layer's own damage, free of interactions).
    Activation ranges are calibrated once and reused from ONNX Runtime's range cache, so each
    variant costs one re-quantization and a few forward passes.
 3. Return layers to float, most harmful first, measuring mAP after each, until the drop vs FP32
@@ -42,7 +43,7 @@ class LayerSensitivity:
 
     Attributes:
         node: ONNX node name (``/layers.<darknet index>/conv/Conv``).
-        harm: relative L2 error of ``scores`` vs FP32 removed by returning only this layer to float.
+        harm: relative L2 error of ``scores`` vs FP32 when only this layer is quantized.
         drop_after: mAP@[.5:.95] drop vs FP32 in AP points after the step that returned it (None when
             it stayed INT8).
         decision: ``"float"`` or ``"int8"``.
@@ -84,7 +85,8 @@ class SensitivityReport:
                      self.fp32_map, self.int8_map_default, 100 * (self.fp32_map - self.int8_map_default),
                      self.int8_map, self.drop, self.target_drop, "met" if self.met else "NOT met"), ""]
         if self.layers:
-            lines += ["| layer | harm (rel. L2 of scores removed) | mAP drop after returning (AP) | decision |",
+            lines += ["| layer | harm (rel. L2 error of scores, only this layer INT8) | mAP drop after "
+                      "returning (AP) | decision |",
                       "|---|---|---|---|"]
             for s in self.layers:
                 lines.append("| %s | %.4f | %s | %s |" % (s.node, s.harm, "" if s.drop_after is None else
@@ -164,14 +166,15 @@ def sensitivity_search(onnx_in: PathLike, onnx_out: PathLike, calib_set, val_dat
         probe = CalibrationSet.from_paths(paths, tuple(calib_set.input_hw), calib_set.letter_box,
                                           len(paths)).batch(0, pad=False)
         ref = _scores(onnx_in, probe)
-        base_err = _rel_l2(_scores(onnx_out, probe), ref)
         layers: List[LayerSensitivity] = []
         variant = work / "variant.onnx"
         from tqdm import tqdm
 
-        for node in tqdm(res.quantized, desc="ranking layers", unit="layer", leave=False, disable=None):
-            quantize_qdq(onnx_in, variant, calib_set, exclude_nodes=[node], **kw)
-            layers.append(LayerSensitivity(node, base_err - _rel_l2(_scores(variant, probe), ref)))
+        cands = list(res.candidates)
+        for node in tqdm(cands, desc="ranking layers", unit="layer", leave=False, disable=None):
+            others = [c for c in cands if c != node]
+            quantize_qdq(onnx_in, variant, calib_set, exclude_nodes=others, **kw)
+            layers.append(LayerSensitivity(node, _rel_l2(_scores(variant, probe), ref)))
         layers.sort(key=lambda s: -s.harm)
         report.layers = layers
         back: List[str] = []

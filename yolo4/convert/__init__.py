@@ -1,10 +1,11 @@
-"""Model conversion: torch -> ONNX export (decode in graph, simplified, FP16, verified), and later the
+"""Model conversion: torch -> ONNX export (decode in graph, simplified, FP16, verified), and the
 torch-free ONNX -> TensorRT engine builder.
 
 Submodules: ``onnx_export`` (torch -> ONNX, simplify, FP16, metadata, atomic write after
 verification), ``verify`` (compare any two model forms on a deterministic input, per-precision
 tolerances; torch-free at import), ``export_cache`` (export once, reuse; bounded), ``fp16`` and
-``graph`` (ONNX graph passes).
+``graph`` (ONNX graph passes), ``engine_builder`` (ONNX -> TensorRT / TensorRT for RTX engine +
+metadata; torch-free, Python 3.8) and ``trt_compat`` (every TensorRT version difference, in one place).
 
 Submodules are imported on first use (PEP 562 ``__getattr__``), so ``import yolo4.convert`` and the
 torch-free submodules load neither torch nor onnx: the engine builder placed here runs on a Jetson
@@ -35,6 +36,9 @@ _EXPORTS: Dict[str, str] = {
     "cache_key": "export_cache",
     "export_cached": "export_cache",
     "state_digest": "export_cache",
+    # ONNX -> TensorRT engine (torch-free; tensorrt / tensorrt_rtx imported when building)
+    "BuildResult": "engine_builder",
+    "build_engine": "engine_builder",
 }
 
 __all__ = sorted(_EXPORTS)
