@@ -115,11 +115,16 @@ def main(argv=None):
     fns = [make() for _, make in pipes]
     for (name, _), fn, (med, p90) in zip(pipes, fns, measure(fns, images, a.runs)):
         rows.append((name, med, p90, fn(images[0])))
+    print_table("yolov4-tiny %dx%d, batch 1, %d threads, %d images, %d runs; read+preprocess+forward+NMS"
+                % (a.img_size, a.img_size, threads, len(images), a.runs), rows, "OpenCV DNN", images[0].name)
+
+
+def print_table(title, rows, ref_name, image_name):
+    """Markdown table of ``rows`` = [(pipeline, median ms, p90 ms, detections)], speed vs the first row."""
     ref = rows[0][1]
-    print("yolov4-tiny %dx%d, batch 1, %d threads, %d images, %d runs; read+preprocess+forward+NMS"
-          % (a.img_size, a.img_size, threads, len(images), a.runs))
+    print(title)
     print()
-    print("| pipeline | median ms | p90 ms | vs OpenCV DNN | dets on %s |" % images[0].name)
+    print("| pipeline | median ms | p90 ms | vs %s | dets on %s |" % (ref_name, image_name))
     print("|---|---|---|---|---|")
     for name, med, p90, n in rows:
         print("| %s | %.1f | %.1f | %.2fx | %d |" % (name, med, p90, ref / med, n))

@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from infer_cpu import measure, opencv_pipeline  # noqa: E402
+from infer_cpu import measure, opencv_pipeline, print_table  # noqa: E402
 
 from yolo4.assets import resolve_cfg, resolve_weights  # noqa: E402
 from yolo4.data.images import imread  # noqa: E402
@@ -97,18 +97,11 @@ def main(argv=None):
         fns = [make() for _, make in pipes]
         rows = [(name, med, p90, fn(images[0]))
                 for (name, _), fn, (med, p90) in zip(pipes, fns, measure(fns, images, a.runs))]
-    ref = rows[0][1]
     import onnxruntime
 
-    print("yolov4-tiny %dx%d, batch 1, %d threads, %d images, %d runs, onnxruntime %s; "
-          "read+preprocess+forward+NMS" % (a.img_size, a.img_size, threads, len(images), a.runs,
-                                            onnxruntime.__version__))
-    print()
-    print("| pipeline | median ms | p90 ms | vs ORT FP32 | dets on %s |" % images[0].name)
-    print("|---|---|---|---|---|")
-    for name, med, p90, n in rows:
-        print("| %s | %.1f | %.1f | %.2fx | %d |" % (name, med, p90, ref / med, n))
-
+    print_table("yolov4-tiny %dx%d, batch 1, %d threads, %d images, %d runs, onnxruntime %s; "
+                "read+preprocess+forward+NMS" % (a.img_size, a.img_size, threads, len(images), a.runs,
+                                                  onnxruntime.__version__), rows, "ORT FP32", images[0].name)
 
 if __name__ == "__main__":
     main()

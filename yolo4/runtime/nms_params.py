@@ -10,9 +10,10 @@ Python 3.8, torch-free.
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
-__all__ = ["NmsParams", "NMS_KINDS", "GREEDY_NMS_BETA", "effective_beta", "DEFAULT_MAX_CANDIDATES"]
+__all__ = ["NmsParams", "NMS_KINDS", "GREEDY_NMS_BETA", "effective_beta", "DEFAULT_MAX_CANDIDATES", "PLUGIN_OP",
+           "PLUGIN_VERSION", "PLUGIN_NAMESPACE", "NMS_KIND_CODES", "NMS_OUTPUT_NAMES"]
 
 #: nms_kind values of a darknet ``[yolo]`` section (src/parser.c ``parse_yolo``)
 NMS_KINDS = ("greedynms", "diounms", "default")
@@ -106,3 +107,39 @@ class NmsParams:
     def as_dict(self) -> Dict[str, Any]:
         """``{field: value}``: the attributes of an NMS node / plugin (plain Python values)."""
         return asdict(self)
+
+    def plugin_attributes(self, input_hw: Tuple[int, int]) -> Dict[str, Any]:
+        """The attributes of the ``DIoUNMS_TRT`` ONNX node / TensorRT plugin fields for this struct.
+
+        Args:
+            input_hw: network input ``(H, W)`` in pixels: the NMS frame (coordinates divided by
+                ``(W, H)``) unless the node gets the optional per-image ``norm_wh`` input.
+
+        Returns:
+            ``{name: value}``: ``score_threshold``, ``iou_threshold``, ``beta_nms`` (float32 fields),
+            ``nms_kind`` (:data:`NMS_KIND_CODES`), ``max_output_boxes``, ``top_k``,
+            ``class_agnostic`` (0/1), ``input_width``, ``input_height`` (int32 fields). The plugin
+            applies :func:`effective_beta` to ``nms_kind``/``beta_nms`` exactly as this module does.
+        """
+        return {"score_threshold": float(self.score_threshold), "iou_threshold": float(self.iou_threshold),
+                "nms_kind": NMS_KIND_CODES[self.nms_kind], "beta_nms": float(self.beta_nms),
+                "max_output_boxes": int(self.max_output_boxes), "top_k": int(self.top_k),
+                "class_agnostic": int(bool(self.class_agnostic)),
+                "input_width": int(input_hw[1]), "input_height": int(input_hw[0])}
+
+
+#: The batched DIoU-NMS TensorRT plugin (``plugins/diou_nms``): op name = plugin name, its version
+#: and namespace. TensorRT's ONNX parser resolves an unknown op by name through the plugin registry
+#: (``plugin_version`` / ``plugin_namespace`` node attributes select version and namespace).
+#: Inputs: ``boxes [B,N,4]`` x1,y1,x2,y2 input pixels and ``scores [B,N,C]`` (float32 or float16),
+#: optional ``norm_wh [B,2] float32`` (per-image NMS frame width, height: the letterbox content
+#: size). Outputs (EfficientNMS_TRT's layout, fixed shapes, K = max_output_boxes):
+#: ``num_detections [B,1] int32``, ``detection_boxes [B,K,4]``, ``detection_scores [B,K]`` (the
+#: input dtype), ``detection_classes [B,K] int32``; rows past num_detections are 0 (classes -1).
+PLUGIN_OP = "DIoUNMS_TRT"
+PLUGIN_VERSION = "1"
+PLUGIN_NAMESPACE = ""
+#: ``nms_kind`` attribute codes of the plugin
+NMS_KIND_CODES = {"default": 0, "greedynms": 1, "diounms": 2}
+#: output names of an NMS-ended model (EfficientNMS_TRT's)
+NMS_OUTPUT_NAMES = ("num_detections", "detection_boxes", "detection_scores", "detection_classes")
