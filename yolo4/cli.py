@@ -206,14 +206,35 @@ def export(
                                    "every op: fastest on ONNX Runtime's CPU kernels, less accurate; "
                                    "TensorRT refuses it)."),
     seed: int = typer.Option(0, help="seed of the calibration image selection."),
+    nms: str = typer.Option("none", help="NMS at the end of the graph: none (outputs boxes/scores; NMS runs "
+                            "after the model, darknet's DIoU-NMS), plugin (yolo4's DIoUNMS_TRT TensorRT plugin: "
+                            "darknet's DIoU-NMS, TensorRT 8.5-11, `yolo4 build-plugin`), efficient "
+                            "(EfficientNMS_TRT: IoU, TensorRT 8.5-10.x) or trt (ONNX NonMaxSuppression: IoU, "
+                            "TensorRT's INMSLayer and any ONNX runtime). All but none output num_detections "
+                            "[B,1], detection_boxes [B,K,4], detection_scores [B,K], detection_classes [B,K]; "
+                            "every one runs on ONNX Runtime."),
+    conf: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="--nms: score threshold baked into the "
+                                         "graph, objectness x class probability, 0..1 (kept when > it; lower "
+                                         "ones are gone for good: 0.001 for a model to evaluate) [default: 0.25]."),
+    iou: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="--nms: NMS IoU threshold, 0..1 (DIoU "
+                                        "with the cfg's nms_kind for plugin) [default: 0.45]."),
+    max_det: Optional[int] = typer.Option(None, min=1, help="--nms: detections per image, K of the fixed-shape "
+                                          "outputs (trt: < 3840) [default: 300]."),
+    top_k: Optional[int] = typer.Option(None, min=1, help="--nms: candidates per image entering NMS, best "
+                                        "scores first (plugin; efficient always takes 4096; trt: TensorRT's own "
+                                        "limit) [default: 30000]."),
 ):
     """Export to ONNX: input `images` [B,3,H,W] RGB 0..1, outputs `boxes` [B,N,4] x1,y1,x2,y2 input
-    pixels and `scores` [B,N,C]; checks ONNX Runtime against PyTorch. With --int8, a Q/DQ INT8 ONNX."""
+    pixels and `scores` [B,N,C]; checks ONNX Runtime against PyTorch. With --int8, a Q/DQ INT8 ONNX.
+    With --nms, the graph ends with NMS (checked on ONNX Runtime against the numpy reference)."""
     from .convert import export_onnx
     from .fileio import check_writable_file, sibling_temp
     from .model_info import check_input_size
     from .pipeline import load_torch_model, warn_generic_names
 
+    nms_fields = {k: v for k, v in (("score_threshold", conf), ("iou_threshold", iou), ("max_output_boxes", max_det),
+                                     ("top_k", top_k)) if v is not None}
+    _check_nms_options(nms, nms_fields)
     check_writable_file(output, "ONNX output")
     if img_size is not None:
         check_input_size(img_size)
@@ -223,6 +244,13 @@ def export(
     info = module.model_info()
     warn_generic_names(info, _log)
     hw = module.check_input_size(img_size if img_size is not None else info.input_hw, "--img-size")
+    nms_params = None
+    if nms != "none":
+        from .convert.nms_export import check_nms_request
+        from .runtime.nms_params import NmsParams
+
+        nms_params = NmsParams.for_model(info, **nms_fields)
+        check_nms_request(nms, nms_params)
     fp32_path = sibling_temp(output, ".fp32.onnx") if int8 else output
     try:
         res = export_onnx(module, fp32_path, img_size=hw, batch=batch, fp16=fp16,
@@ -233,13 +261,35 @@ def export(
             export_int8(fp32_path, output, calib_data, calib_images=calib_images, calib_method=calib_method,
                         exclude=int8_exclude or (), target_drop=int8_target_drop,
                         val_data=int8_val_data, layout=qdq_layout, seed=seed, log=_log)
+        if nms_params is not None:
+            from .convert.nms_export import export_nms
+
+            try:
+                export_nms(output, output, nms, nms_params, log=_log)
+            except BaseException:
+                Path(output).unlink(missing_ok=True)  # no decoded-only file where an NMS-ended one was asked
+                raise
+        if int8:
             return
     finally:
         if int8 and Path(fp32_path).exists():
             Path(fp32_path).unlink()
-    typer.echo("wrote %s (opset %d, Mish: %s, %s, %s)" % (
+    typer.echo("wrote %s (opset %d, Mish: %s, %s, %s%s)" % (
         res.path, res.opset, res.mish_mode, "dynamic batch" if batch is None else "fixed batch %d" % batch,
-        "fp16" if fp16 else "fp32"))
+        "fp16" if fp16 else "fp32", "" if nms == "none" else ", NMS: " + nms))
+
+
+def _check_nms_options(nms: str, fields: dict) -> None:
+    from .convert.nms_export import NMS_MODES
+
+    if nms not in NMS_MODES:
+        raise typer.BadParameter("choose %s" % ", ".join(NMS_MODES), param_hint="--nms")
+    if nms == "none" and fields:
+        opts = {"score_threshold": "--conf", "iou_threshold": "--iou", "max_output_boxes": "--max-det",
+                "top_k": "--top-k"}
+        raise typer.BadParameter("%s set the NMS baked into the graph: add --nms plugin|efficient|trt (without "
+                                 "it, NMS runs after the model with infer/eval's own options)"
+                                 % "/".join(opts[k] for k in fields), param_hint="--nms")
 
 
 def _check_int8_options(fp16: bool, calib_data: Optional[str], calib_method: str, layout: str) -> None:
@@ -321,6 +371,40 @@ def build_engine(
                     verbose=verbose, log=_log)
     typer.echo("engine:   %s" % res.engine_path.resolve())
     typer.echo("metadata: %s" % res.meta_path.resolve())
+
+
+@app.command("build-plugin")
+@_command
+def build_plugin(
+    tensorrt_include: Optional[Path] = typer.Option(None, "--tensorrt-include", metavar="DIR", help="TensorRT "
+                                                    "headers (the folder with NvInfer.h) [default: $TENSORRT_ROOT/"
+                                                    "include, /usr/include/<arch>-linux-gnu (JetPack, Debian "
+                                                    "packages), /usr/local/TensorRT*/include, ...]."),
+    tensorrt_lib: Optional[Path] = typer.Option(None, "--tensorrt-lib", metavar="DIR", help="folder with "
+                                                "libnvinfer.so [default: beside the headers, the pip tensorrt "
+                                                "wheels' folder, the system library folders]."),
+    cuda: Optional[Path] = typer.Option(None, "--cuda", metavar="DIR", help="CUDA toolkit (with bin/nvcc) "
+                                        "[default: $CUDA_HOME, the nvcc on PATH, /usr/local/cuda]."),
+    arch: Optional[List[str]] = typer.Option(None, "--arch", metavar="CC", help="GPU compute capability to "
+                                             "compile for, e.g. 72 (Xavier), 87 (Orin), 70 (V100), 75 (T4); "
+                                             "repeatable [default: 70 72 75 80 86 87 89 90, those the local "
+                                             "nvcc supports]."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="PATH", help="library file or folder "
+                                          "[default: $YOLO4_PLUGIN_LIB, else ~/.cache/yolo4/plugins/"
+                                          "libdiou_nms_plugin.so, where the runtime looks]."),
+):
+    """Compile the DIoU-NMS TensorRT plugin (DIoUNMS_TRT: darknet's DIoU-NMS for `export --nms plugin`)
+    against the TensorRT and CUDA installed here; writes libdiou_nms_plugin.so."""
+    from .plugins.build import build_plugin as run_build
+
+    res = run_build(output=output, tensorrt_include=tensorrt_include, tensorrt_lib=tensorrt_lib, cuda=cuda,
+                    archs=arch or (), log=_log)
+    for w in res.warnings:
+        _log("warning: %s" % w)
+    if res.info:
+        typer.echo("plugin:   %s" % res.info)
+    typer.echo("built in %.0f s for sm_%s" % (res.seconds, ", sm_".join(res.archs)))
+    typer.echo("library:  %s" % res.path.resolve())
 
 
 @app.command()

@@ -306,7 +306,7 @@ def quantize_qdq(onnx_in: PathLike, onnx_out: PathLike, calib_set, method: str =
         raise Yolo4Error("the model has float16 weights; quantize the FP32 export (without --fp16)", onnx_in)
     _check_input(model, calib_set, onnx_in)
     excluded = list(default_float_nodes(model)) if keep_float_default else []
-    for n in list(resolve_exclude(model, exclude, onnx_in)) + list(exclude_nodes):
+    for n in list(resolve_exclude(model, exclude)) + list(exclude_nodes):
         if n not in excluded:
             excluded.append(n)
     order = {n.name: i for i, n in enumerate(model.graph.node)}

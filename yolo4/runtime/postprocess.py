@@ -142,8 +142,83 @@ def _suppresses(a: np.ndarray, b: np.ndarray, iou_thresh: float, beta: Optional[
     return over
 
 
+#: same-group candidate pairs evaluated at once by the sparse path (bounds its memory: ~40 bytes a pair)
+PAIR_BUDGET = 4_000_000
+
+
+def _greedy_pairs(boxes: np.ndarray, groups: np.ndarray, iou_thresh: float, beta: Optional[float]) -> np.ndarray:
+    """Greedy NMS on whole groups (sorted by group, then score): only same-group pairs ``i < j`` are
+    evaluated (per-class groups are small; the dense blocks of :func:`_greedy_dense` are mostly
+    cross-group waste), then the fixed point ``keep[j] = not any(keep[i] for edges i -> j)``."""
+    n = boxes.shape[0]
+    keep = np.ones(n, bool)
+    gend = np.searchsorted(groups, groups, side="right")
+    cnt = gend - np.arange(n) - 1
+    total = int(cnt.sum())
+    if total == 0:
+        return keep
+    i = np.repeat(np.arange(n), cnt)
+    j = i + 1 + (np.arange(total) - np.repeat(np.cumsum(cnt) - cnt, cnt))
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    iw = np.minimum(x2[i], x2[j]) - np.maximum(x1[i], x1[j])
+    sel = iw > 0
+    i, j, iw = i[sel], j[sel], iw[sel]
+    ih = np.minimum(y2[i], y2[j]) - np.maximum(y1[i], y1[j])
+    sel = ih > 0
+    i, j, inter = i[sel], j[sel], iw[sel] * ih[sel]
+    area = (x2 - x1) * (y2 - y1)
+    union = area[i] + area[j] - inter
+    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union != 0)
+    over = iou > iou_thresh
+    if beta is not None:
+        k = np.flatnonzero(over)
+        over[k] = iou[k] - _diou_penalty(boxes[i[k]], boxes[j[k]], beta) > iou_thresh
+    ei, ej = i[over], j[over]
+    for _ in range(n + 1):  # converges in <= n steps (see the module docstring)
+        sup = np.zeros(n, bool)
+        sup[ej[keep[ei]]] = True
+        if np.array_equal(~sup, keep):
+            break
+        keep = ~sup
+    return keep
+
+
 def _greedy_sorted(boxes: np.ndarray, groups: np.ndarray, iou_thresh: float, beta: Optional[float],
                    block: Optional[int] = None) -> np.ndarray:
+    """Greedy NMS on candidates sorted by (group ascending, score descending): runs of whole groups
+    with at most :data:`PAIR_BUDGET` same-group pairs go to :func:`_greedy_pairs`; a larger group
+    (and a negative threshold, where disjoint boxes can overlap) to :func:`_greedy_dense`.
+
+    Returns:
+        ``[K] bool`` keep mask.
+    """
+    k_total = boxes.shape[0]
+    if k_total == 0 or iou_thresh < 0:
+        return _greedy_dense(boxes, groups, iou_thresh, beta, block)
+    keep = np.zeros(k_total, bool)
+    bounds = np.flatnonzero(np.diff(groups)) + 1
+    starts = np.concatenate([[0], bounds])
+    ends = np.concatenate([bounds, [k_total]])
+    pairs = (ends - starts) * (ends - starts - 1) // 2
+    s = 0
+    while s < starts.size:
+        if pairs[s] > PAIR_BUDGET:
+            keep[starts[s]:ends[s]] = _greedy_dense(boxes[starts[s]:ends[s]], groups[starts[s]:ends[s]],
+                                                    iou_thresh, beta, block)
+            s += 1
+            continue
+        e, acc = s, 0
+        while e < starts.size and acc + pairs[e] <= PAIR_BUDGET:
+            acc += pairs[e]
+            e += 1
+        keep[starts[s]:ends[e - 1]] = _greedy_pairs(boxes[starts[s]:ends[e - 1]], groups[starts[s]:ends[e - 1]],
+                                                    iou_thresh, beta)
+        s = e
+    return keep
+
+
+def _greedy_dense(boxes: np.ndarray, groups: np.ndarray, iou_thresh: float, beta: Optional[float],
+                  block: Optional[int] = None) -> np.ndarray:
     """Greedy NMS on candidates already sorted by (group ascending, score descending).
 
     Args:
@@ -278,7 +353,9 @@ def _postprocess_chunk(boxes: np.ndarray, scores: np.ndarray, mask: np.ndarray, 
     """:func:`postprocess` on a few images at once; ``mask`` = ``scores > conf``, ``norm [B, 2]``."""
     num_images, _, num_classes = scores.shape
     # candidates: every (image, box, class) with score > conf, row-major order (ties -> lower index)
-    b_idx, n_idx, c_idx = np.nonzero(mask)
+    flat = np.flatnonzero(mask)  # row-major, as np.nonzero(mask), ~10x faster than its 3-D form
+    b_idx, rest = np.divmod(flat, mask.shape[1] * mask.shape[2])
+    n_idx, c_idx = np.divmod(rest, mask.shape[2])
     cand_scores = scores[b_idx, n_idx, c_idx].astype(np.float64)
 
     counts = np.bincount(b_idx, minlength=num_images)

@@ -1,18 +1,50 @@
 """The interface every inference backend implements (ONNX Runtime, torch, TensorRT).
 
-A backend runs the network only: preprocessed input in, decoded boxes and scores out (no NMS; an
-engine with the DIoU-NMS plugin will return final detections through the same Detector).
-:class:`~yolo4.runtime.detector.Detector` adds pre/post-processing on top. Python 3.8, torch-free.
+A backend runs the network only: preprocessed input in, and either decoded boxes and scores out
+(``nms`` is None: the :class:`~yolo4.runtime.detector.Detector` runs darknet's NMS on them) or, for a
+model with NMS in its graph (``yolo4 export --nms plugin|efficient|trt``, an engine with the DIoU-NMS
+plugin), the final detections in EfficientNMS_TRT's layout (``nms`` names the kind, ``nms_params``
+the parameters baked into the graph). :class:`~yolo4.runtime.detector.Detector` adds pre- and
+post-processing on top and returns the same detections either way. Python 3.8, torch-free.
 """
 
 import abc
-from typing import List, Optional, Tuple
+import json
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from ...model_info import ModelInfo
+from ..nms_params import NmsParams
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "NMS_GRAPH_KINDS", "NMS_METADATA_KEYS", "nms_metadata", "read_nms_metadata"]
+
+#: kinds of NMS a graph can end with (``yolo4 export --nms``; ``none`` = decoded boxes/scores)
+NMS_GRAPH_KINDS = ("plugin", "efficient", "trt")
+#: extra ``metadata_props`` keys of an NMS-ended model: ``nms`` (one of :data:`NMS_GRAPH_KINDS`)
+#: and ``nms_params`` (JSON of :meth:`NmsParams.as_dict`: what the graph's NMS does)
+NMS_METADATA_KEYS = ("nms", "nms_params")
+
+
+def nms_metadata(kind: str, params: NmsParams) -> Dict[str, str]:
+    """``{"nms": kind, "nms_params": JSON}``: the metadata an NMS-ended model carries beside
+    :meth:`ModelInfo.to_metadata` (whose reader ignores these keys)."""
+    if kind not in NMS_GRAPH_KINDS:
+        raise ValueError("nms kind must be one of %s, got %r" % (", ".join(NMS_GRAPH_KINDS), kind))
+    return {"nms": kind, "nms_params": json.dumps(params.as_dict(), sort_keys=True)}
+
+
+def read_nms_metadata(meta: Mapping[str, str]) -> Tuple[Optional[str], Optional[NmsParams]]:
+    """Inverse of :func:`nms_metadata`: ``(kind, params)``; ``(None, None)`` for a model without
+    NMS in its graph (key absent or ``"none"``); params None when absent or unreadable."""
+    kind = meta.get("nms")
+    if not kind or kind == "none":
+        return None, None
+    try:
+        params = NmsParams(**json.loads(meta["nms_params"]))
+    except (KeyError, TypeError, ValueError):
+        params = None
+    return str(kind), params
 
 
 class Backend(abc.ABC):
@@ -33,6 +65,11 @@ class Backend(abc.ABC):
 
     name = "base"
     info: ModelInfo
+    #: None: outputs are decoded ``(boxes, scores)``; else the NMS in the model's graph
+    #: (``"plugin"``, ``"efficient"``, ``"trt"``) and outputs are final detections
+    nms: Optional[str] = None
+    #: the NMS parameters baked into the graph (None when ``nms`` is None or they are unknown)
+    nms_params: Optional[NmsParams] = None
     _closed = False
 
     @property
@@ -50,7 +87,7 @@ class Backend(abc.ABC):
         dynamic range such as a TensorRT optimization profile); None = unlimited."""
         return self.fixed_batch
 
-    def __call__(self, batch: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def __call__(self, batch: np.ndarray) -> Tuple[np.ndarray, ...]:
         """Run the network.
 
         Args:
@@ -58,8 +95,11 @@ class Backend(abc.ABC):
                 :func:`yolo4.runtime.preprocess.preprocess`; any ``B >= 1``.
 
         Returns:
-            ``(boxes, scores)``: ``boxes [B, N, 4] float32`` x1, y1, x2, y2 in input pixels,
-            ``scores [B, N, C] float32`` objectness x class probability (numpy, C-contiguous).
+            When :attr:`nms` is None, ``(boxes, scores)``: ``boxes [B, N, 4] float32`` x1, y1, x2, y2
+            in input pixels, ``scores [B, N, C] float32`` objectness x class probability. Otherwise
+            ``(num_detections [B, 1] int32, detection_boxes [B, K, 4] float32 (input pixels),
+            detection_scores [B, K] float32, detection_classes [B, K] int32)``, rows sorted by score,
+            only the first ``num_detections`` of each image valid. Numpy, C-contiguous.
 
         Raises:
             RuntimeError: the backend is closed.
@@ -71,23 +111,25 @@ class Backend(abc.ABC):
         step = self.max_batch
         if step is None or batch.shape[0] == step or (batch.shape[0] < step and self.fixed_batch is None):
             return self._forward(batch)
-        boxes: List[np.ndarray] = []
-        scores: List[np.ndarray] = []
+        parts: List[List[np.ndarray]] = []
         for s in range(0, batch.shape[0], step):
             chunk = batch[s:s + step]
             n = chunk.shape[0]
             if self.fixed_batch is not None and n < step:
                 chunk = np.concatenate([chunk, np.zeros((step - n,) + chunk.shape[1:], np.float32)])
-            b, c = self._forward(chunk)
-            boxes.append(b[:n])
-            scores.append(c[:n])
-        return np.concatenate(boxes), np.concatenate(scores)
+            outs = self._forward(chunk)
+            if not parts:
+                parts = [[] for _ in outs]
+            for acc, o in zip(parts, outs):
+                acc.append(o[:n])
+        return tuple(np.concatenate(p) for p in parts)
 
     @abc.abstractmethod
-    def _forward(self, batch: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def _forward(self, batch: np.ndarray) -> Tuple[np.ndarray, ...]:
         """Run one chunk: ``batch [b, 3, H, W] float32`` (validated; ``b == fixed_batch`` when the
         model has one, else ``b <= max_batch``) -> ``(boxes [b, N, 4], scores [b, N, C])`` float32
-        C-contiguous numpy arrays, as :meth:`__call__` documents."""
+        C-contiguous numpy arrays, or the four NMS outputs when :attr:`nms` is set, as
+        :meth:`__call__` documents."""
 
     def close(self) -> None:
         """Release the model (idempotent). The backend is unusable afterwards."""
