@@ -1,6 +1,6 @@
 """The DIoU-NMS TensorRT plugin compiles, for every TensorRT and GPU a user may have.
 
-- The TensorRT glue (``plugins/diou_nms/diouNMSPlugin.cpp``) against the public headers of 8.5.2,
+- The TensorRT glue (``yolo4/plugins/diou_nms/diouNMSPlugin.cpp``) against the public headers of 8.5.2,
   8.6.1, 10.0.1, 10.13.3 and 11.1 (``../shared/trt-headers``): the IPluginV2DynamicExt glue everywhere,
   the IPluginV3 glue from 10.0, and the default build (both where they exist), ``g++ -std=c++17
   -fsyntax-only -Wall -Wextra -Werror`` with the headers as ``-isystem``.
@@ -8,7 +8,7 @@
   :func:`yolo4.plugins.build.compile_kernels` (the code ``yolo4 build-plugin`` runs; each architecture
   once per session, the object cached for the tests below), without a single warning.
 - ``yolo4 build-plugin`` links the whole library against a stand-in ``libnvinfer``
-  (``plugins/diou_nms/test/stubNvinfer.cpp``: a registry that records what registers itself; TensorRT's
+  (``yolo4/plugins/diou_nms/test/stubNvinfer.cpp``: a registry that records what registers itself; TensorRT's
   libraries cannot be installed here), the library loads through :func:`yolo4.plugins.load_plugin_library`
   and registers one creator, ``DIoUNMS_TRT`` version ``1``, of the interface diouNMSCompat.h chooses.
 
@@ -30,7 +30,7 @@ from yolo4.errors import Yolo4Error
 from .conftest import SHARED_DATA, assert_user_error, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
-SRC = REPO / "plugins" / "diou_nms"
+SRC = REPO / "yolo4" / "plugins" / "diou_nms"
 TRT_VERSIONS = ("8.5.2", "8.6.1", "10.0.1", "10.13.3", "11.1")
 #: (release, glue): v2 = IPluginV2DynamicExt only, v3 = IPluginV3 only (10.0+), default = what build-plugin compiles
 GLUE_MATRIX = [(v, g) for v in TRT_VERSIONS for g in ("v2", "v3", "default") if g != "v3" or not v.startswith("8.")]

@@ -1,6 +1,6 @@
 """The DIoU-NMS plugin's algorithm, run on the CPU, equals the numpy reference exactly.
 
-``plugins/diou_nms/diouNMSHost.cpp`` implements the plugin's C API (``diouNMSWorkspaceSize``,
+``yolo4/plugins/diou_nms/diouNMSHost.cpp`` implements the plugin's C API (``diouNMSWorkspaceSize``,
 ``diouNMSLaunch``) with the CUDA build's stages, workspace layout and ``__host__ __device__`` functions
 (``diouNMSCommon.cuh``: the DIoU arithmetic, the suppression predicate, the tile matrix and its greedy
 resolution, the output rows), compiled with g++ only. Here it must give what
@@ -10,7 +10,7 @@ a few thousand, C up to 80, all three nms_kinds, class-agnostic, top_k below the
 max_output_boxes below the kept count, per-image frames, float16, many exact score ties, heavily
 overlapping clusters) and on the real yolov4-tiny outputs of darknet's sample images.
 
-Then the TensorRT glue itself (``plugins/diou_nms/test/glueHostCheck.cpp``): built against the headers of
+Then the TensorRT glue itself (``yolo4/plugins/diou_nms/test/glueHostCheck.cpp``): built against the headers of
 8.5.2, 10.13.3 and 11.1 with the CPU kernels behind the same C API, it is created from ONNX-style
 plugin fields, checked (names, fields, types, shapes, formats), serialized and deserialized and enqueued
 on host buffers, as TensorRT would, by each glue (IPluginV2DynamicExt; IPluginV3 from 10.0); its
@@ -39,7 +39,7 @@ from yolo4.runtime.preprocess import Transform
 from .conftest import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[1]
-SRC = REPO / "plugins" / "diou_nms"
+SRC = REPO / "yolo4" / "plugins" / "diou_nms"
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,14 @@
 """The batched DIoU-NMS TensorRT plugin (``DIoUNMS_TRT``): where its sources and library are, loading
 it, and its C API from Python.
 
-The plugin (C++/CUDA, ``plugins/diou_nms``) is compiled on the user's machine against the installed
+The plugin (C++/CUDA, ``yolo4/plugins/diou_nms``) is compiled on the user's machine against the installed
 TensorRT by ``yolo4 build-plugin`` (:mod:`yolo4.plugins.build`), which writes
 :func:`default_plugin_path` unless told otherwise. :func:`load_plugin_library` loads a library with
 ``ctypes`` (``RTLD_GLOBAL``), which registers its plugin creator with TensorRT's global registry;
 load it before parsing an ONNX with a ``DIoUNMS_TRT`` node or deserializing an engine that has one.
 
 :class:`NmsApi` calls the library's two C functions (``diouNMSWorkspaceSize``, ``diouNMSLaunch``;
-``plugins/diou_nms/diouNMSKernels.h``) with a :class:`DiouNMSParameters` made from
+``yolo4/plugins/diou_nms/diouNMSKernels.h``) with a :class:`DiouNMSParameters` made from
 :class:`~yolo4.runtime.nms_params.NmsParams` by :func:`nms_parameters`. The plugin library exports
 them for device pointers; the CPU build of the same stages (:func:`yolo4.plugins.build.build_host_library`,
 what the test suite checks against the numpy reference) takes host arrays (:meth:`NmsApi.run_host`).
@@ -19,7 +19,6 @@ when the plugin library cannot find ``libnvinfer`` itself).
 
 import ctypes
 import os
-import sys
 from pathlib import Path
 from typing import Any, Optional, Tuple, Union
 
@@ -44,7 +43,7 @@ _loaded = {}  # absolute path -> (ctypes.CDLL, info string)
 
 
 class DiouNMSParameters(ctypes.Structure):
-    """``DiouNMSParameters`` of ``plugins/diou_nms/diouNMSParameters.h``, field for field."""
+    """``DiouNMSParameters`` of ``yolo4/plugins/diou_nms/diouNMSParameters.h``, field for field."""
 
     _fields_ = [("scoreThreshold", ctypes.c_float), ("iouThreshold", ctypes.c_float),
                 ("betaNms", ctypes.c_float), ("nmsKind", ctypes.c_int32), ("maxOutputBoxes", ctypes.c_int32),
@@ -74,7 +73,7 @@ def nms_parameters(params: NmsParams, input_hw: Optional[Tuple[int, int]], batch
 
 
 class NmsApi:
-    """The C API of a library built from ``plugins/diou_nms`` (the plugin, a kernels-only build, or the
+    """The C API of a library built from ``yolo4/plugins/diou_nms`` (the plugin, a kernels-only build, or the
     CPU build): ``diouNMSWorkspaceSize`` and ``diouNMSLaunch``.
 
     Args:
@@ -147,22 +146,20 @@ class NmsApi:
 def plugin_source_dir() -> Path:
     """The plugin's sources (``diouNMSPlugin.cpp``, ``CMakeLists.txt``, ...).
 
-    Looked up in ``$YOLO4_PLUGIN_SOURCE``, beside this module (``yolo4/plugins/diou_nms``), then in
-    the source checkout (``plugins/diou_nms``).
+    Looked up in ``$YOLO4_PLUGIN_SOURCE``, then beside this module (``yolo4/plugins/diou_nms``, which
+    the package installs as package data).
 
     Raises:
         Yolo4Error: not found.
     """
     here = Path(__file__).resolve().parent
     env = os.environ.get("YOLO4_PLUGIN_SOURCE", "").strip()
-    candidates = ([Path(os.path.expanduser(env))] if env else []) + [
-        here / "diou_nms", here.parents[1] / "plugins" / "diou_nms",
-        Path(sys.prefix) / "share" / "yolo4" / "plugins" / "diou_nms"]
+    candidates = ([Path(os.path.expanduser(env))] if env else []) + [here / "diou_nms"]
     for d in candidates:
         if (d / "diouNMSPlugin.cpp").is_file():
             return d
-    raise Yolo4Error("the DIoU-NMS plugin sources (plugins/diou_nms) are not installed with this yolo4: set "
-                     "YOLO4_PLUGIN_SOURCE to the plugins/diou_nms folder of a yolo4 source checkout")
+    raise Yolo4Error("the DIoU-NMS plugin sources (yolo4/plugins/diou_nms) are missing from this install: set "
+                     "YOLO4_PLUGIN_SOURCE to the yolo4/plugins/diou_nms folder of a yolo4 source checkout")
 
 
 def default_plugin_path() -> Path:

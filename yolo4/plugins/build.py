@@ -8,7 +8,7 @@ build, plus PTX of the newest for later GPUs), the TensorRT glue with the host C
 kernel objects are cached by content (sources, flags, nvcc version), so a rebuild against another
 TensorRT only recompiles the glue.
 
-``plugins/diou_nms/CMakeLists.txt`` builds the same library with CMake, for those who prefer it.
+``yolo4/plugins/diou_nms/CMakeLists.txt`` builds the same library with CMake, for those who prefer it.
 
 :func:`build_host_library` compiles the CPU build of the same stages (g++ only) that the test suite
 checks against the numpy reference.

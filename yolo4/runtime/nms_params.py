@@ -128,7 +128,7 @@ class NmsParams:
                 "input_width": int(input_hw[1]), "input_height": int(input_hw[0])}
 
 
-#: The batched DIoU-NMS TensorRT plugin (``plugins/diou_nms``): op name = plugin name, its version
+#: The batched DIoU-NMS TensorRT plugin (``yolo4/plugins/diou_nms``): op name = plugin name, its version
 #: and namespace. TensorRT's ONNX parser resolves an unknown op by name through the plugin registry
 #: (``plugin_version`` / ``plugin_namespace`` node attributes select version and namespace).
 #: Inputs: ``boxes [B,N,4]`` x1,y1,x2,y2 input pixels and ``scores [B,N,C]`` (float32 or float16),
