@@ -498,6 +498,54 @@ def eval_(
                                 m.get("num_images", "?"), be.name))
 
 
+@app.command()
+@_command
+def benchmark(
+    cfg: Optional[str] = typer.Option(None, help=CFG_HELP),
+    weights: Optional[str] = typer.Option(None, help=WEIGHTS_HELP),
+    checkpoint: Optional[str] = typer.Option(None, help=CKPT_HELP),
+    onnx: Optional[str] = typer.Option(None, help=ONNX_HELP),
+    engine: Optional[str] = typer.Option(None, help=ENGINE_HELP),
+    backend: Optional[str] = typer.Option(None, help=BACKEND_HELP),
+    img_size: Optional[int] = typer.Option(None, help=IMG_HELP),
+    batch: str = typer.Option("1", metavar="B1,B2,...", help="batch sizes to measure, images per forward "
+                              "pass, comma-separated (e.g. 1,4,8); a fixed-batch model is measured at its "
+                              "own batch only."),
+    iterations: int = typer.Option(50, min=1, help="timed iterations per batch size (each one batch)."),
+    warmup: int = typer.Option(5, min=0, help="untimed warm-up iterations per batch size before them."),
+    end_to_end: bool = typer.Option(False, "--end-to-end", help="time JPEG decoding + preprocessing + "
+                                    "forward + threshold/NMS per batch [default: the forward pass on a "
+                                    "preprocessed batch only]."),
+    images: Optional[Path] = typer.Option(None, help="folder of input images [default: darknet's sample "
+                                          "images from $YOLO4_ASSET_MIRROR, else a synthetic image]."),
+    threads: Optional[int] = typer.Option(None, min=1, help="ONNX Runtime threads [default: physical cores]."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="write the results as JSON (milliseconds "
+                                             "per batch, ms per image, images per second)."),
+):
+    """Latency (mean, p50, p90, p99 in ms per batch) and throughput (images/s) per batch size:
+    the backend's forward pass, or with --end-to-end JPEG decoding to detections."""
+    from .fileio import atomic_write_text, check_writable_file
+    from .pipeline import open_backend
+    from .runtime.benchmark import format_device, format_table, parse_batches, run_benchmark
+
+    try:
+        batches = parse_batches(batch)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--batch") from None
+    if json_path is not None:
+        check_writable_file(json_path, "JSON output")
+    be = open_backend(backend, cfg, weights, checkpoint, onnx, img_size, None, threads, log=_log, engine=engine)
+    with be:
+        res = run_benchmark(be, batches, iterations=iterations, warmup=warmup, end_to_end=end_to_end,
+                            images=str(images) if images is not None else None, threads=threads, log=_log)
+    typer.echo(format_device(res))
+    typer.echo("input: %s; %d timed + %d warm-up iterations per batch size" % (res["input"], iterations, warmup))
+    typer.echo(format_table(res))
+    if json_path is not None:
+        atomic_write_text(json_path, json.dumps(res, indent=2) + "\n")
+        typer.echo("results JSON: %s" % json_path.resolve())
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """Console-script entry point (typer's standalone mode: usage errors exit 2 with a usage line)."""
     app(args=argv, prog_name="yolo4")
