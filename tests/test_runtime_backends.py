@@ -167,7 +167,7 @@ def test_onnxruntime_model_file_errors(tmp_path):
 
 
 def test_registry():
-    with pytest.raises(ValueError, match="unknown backend 'tensorrtx'.*onnxruntime, torch"):
+    with pytest.raises(ValueError, match="unknown backend 'tensorrtx'.*onnxruntime, tensorrt, torch"):
         create_backend("tensorrtx")
 
 

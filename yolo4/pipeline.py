@@ -152,19 +152,14 @@ def open_backend(backend: Optional[str] = None, cfg: Optional[str] = None, weigh
 
 
 def _open_engine(kind: str, path: str, log: Log):
-    """A TensorRT engine: its metadata first (a missing or foreign sidecar is a one-line error), then
-    the TensorRT runtime backend when this install has one."""
-    from .runtime.backends import BACKENDS, create_backend
-    from .runtime.engine_meta import read_engine_meta
+    """A TensorRT engine on the TensorRT backend: it reads the metadata sidecar first (a missing or
+    foreign sidecar, another TensorRT release or GPU, TensorRT or pycuda not installed: one line each),
+    then loads plugins and deserializes."""
+    from .runtime.backends import create_backend
 
     if not os.path.isfile(path):
         raise Yolo4Error("engine not found", path)
-    meta = read_engine_meta(path)
-    if kind not in BACKENDS:
-        raise Yolo4Error("running a TensorRT engine needs yolo4's TensorRT runtime backend (tensorrt + "
-                         "pycuda on an NVIDIA GPU), which this version does not include yet; measure the "
-                         "same model on ONNX Runtime with --onnx %s" % (meta.built_onnx or meta.onnx_path), path)
-    return create_backend(kind, path=path)  # pragma: no cover - no TensorRT runtime backend yet
+    return create_backend(kind, path=path)
 
 
 def detections_to_json(det, names: Sequence[str]) -> List[Dict[str, Any]]:

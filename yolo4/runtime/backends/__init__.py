@@ -11,10 +11,11 @@ kind            class                                                  main kwar
 ==============  =====================================================  ==========================
 ``onnxruntime``  :class:`.onnxruntime_backend.OnnxRuntimeBackend`      ``path``, threads, providers
 ``torch``       :class:`.torch_backend.TorchBackend`                   ``module`` | ``cfg`` | ``checkpoint``
+``tensorrt``    :class:`.tensorrt_backend.TensorRTBackend`             ``path`` (+ ``.json`` sidecar), device
 ==============  =====================================================  ==========================
 
 Model forms (by file suffix): ``onnx`` (``.onnx``: ONNX Runtime), ``engine`` (``.engine``, ``.plan``:
-TensorRT, registered with the TensorRT runtime), ``checkpoint`` (``.pt``, ``.pth``: a ``yolo4 train``
+TensorRT or TensorRT for RTX, flavour from the engine's metadata), ``checkpoint`` (``.pt``, ``.pth``: a ``yolo4 train``
 checkpoint) and ``cfg`` (``.cfg`` + ``.weights``: darknet). The PyTorch forms run on ``torch``
 directly or on ``onnxruntime`` through a cached export (the embedded default).
 """
@@ -33,6 +34,7 @@ __all__ = ["Backend", "BACKENDS", "MODEL_FORMS", "create_backend", "register_bac
 BACKENDS: Dict[str, Tuple[str, str]] = {
     "onnxruntime": (".onnxruntime_backend", "OnnxRuntimeBackend"),
     "torch": (".torch_backend", "TorchBackend"),
+    "tensorrt": (".tensorrt_backend", "TensorRTBackend"),
 }
 
 #: model-file suffix -> model form
@@ -94,8 +96,8 @@ def create_backend(kind: str, **kwargs: object) -> Backend:
     """Create a backend by kind.
 
     Args:
-        kind: ``"onnxruntime"`` (alias ``"ort"``, ``"onnx"``) or ``"torch"`` (alias ``"pytorch"``),
-            or a kind added with :func:`register_backend`.
+        kind: ``"onnxruntime"`` (alias ``"ort"``, ``"onnx"``), ``"torch"`` (alias ``"pytorch"``),
+            ``"tensorrt"`` (alias ``"trt"``), or a kind added with :func:`register_backend`.
         **kwargs: passed to the backend class (see the table in this module's docstring).
 
     Returns:

@@ -1,0 +1,441 @@
+"""The TensorRT backend on the CPU: its pure parts (buffer planning from an engine's I/O description,
+dtype mapping, output selection, which plugin libraries to load), the registry, and the refusals
+that happen before TensorRT or the GPU is touched, through the CLI.
+
+What is NOT verified here: deserializing a real engine, pycuda allocations, execution on a GPU
+(this machine has no GPU and no driver). :class:`FakeTensorRT` / :class:`FakeCuda` below are
+stand-ins of the TensorRT and pycuda APIs used only to check the backend's call sequence (buffers
+allocated once, one synchronize per batch, splitting and padding); they are not integration tests.
+"""
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import assert_user_error, run_cli
+from yolo4.errors import ModelFileError, Yolo4Error
+from yolo4.model_info import ModelInfo
+from yolo4.runtime.backends import BACKENDS, create_backend, default_backend, model_form
+from yolo4.runtime.backends import tensorrt_backend as tb
+from yolo4.runtime.backends.base import nms_metadata
+from yolo4.runtime.backends.tensorrt_backend import (
+    TensorDesc,
+    numpy_dtype,
+    plan_buffers,
+    plugin_libraries_to_load,
+    select_outputs,
+)
+from yolo4.runtime.engine_meta import CudaDevice, EngineMeta, write_engine_meta
+from yolo4.runtime.nms_params import NMS_OUTPUT_NAMES, NmsParams
+
+F32, I32 = np.dtype("float32"), np.dtype("int32")
+HAVE_RTX = importlib.util.find_spec("tensorrt_rtx") is not None
+HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
+
+#: a yolov4-tiny engine at 416x416, dynamic batch
+TINY = [TensorDesc("images", True, (-1, 3, 416, 416), F32), TensorDesc("boxes", False, (-1, 2535, 4), F32),
+        TensorDesc("scores", False, (-1, 2535, 80), F32)]
+#: the same with the DIoU-NMS plugin at the end (EfficientNMS_TRT's four outputs, 100 per image)
+TINY_NMS = [TINY[0], TensorDesc("num_detections", False, (-1, 1), I32),
+            TensorDesc("detection_boxes", False, (-1, 100, 4), F32),
+            TensorDesc("detection_scores", False, (-1, 100), F32),
+            TensorDesc("detection_classes", False, (-1, 100), I32)]
+
+
+# ------------------------------------------------------------------------------------------------
+# pure parts
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("batch", [1, 4, 8])
+def test_plan_buffers_yolov4_tiny(batch):
+    plan = {b.name: b for b in plan_buffers(TINY, batch)}
+    assert plan["images"].shape == (batch, 3, 416, 416) and plan["images"].is_input
+    assert plan["images"].nbytes == batch * 3 * 416 * 416 * 4
+    assert plan["boxes"].shape == (batch, 2535, 4) and plan["boxes"].nbytes == batch * 2535 * 4 * 4
+    assert plan["scores"].shape == (batch, 2535, 80) and plan["scores"].nbytes == batch * 2535 * 80 * 4
+    assert not plan["boxes"].is_input and plan["scores"].dtype == F32
+    assert select_outputs(TINY) == (["boxes", "scores"], False)
+
+
+def test_plan_buffers_nms_outputs():
+    plan = {b.name: b for b in plan_buffers(TINY_NMS, 3)}
+    assert plan["num_detections"].shape == (3, 1) and plan["num_detections"].nbytes == 12
+    assert plan["detection_boxes"].shape == (3, 100, 4) and plan["detection_boxes"].nbytes == 4800
+    assert plan["detection_scores"].nbytes == 1200 and plan["detection_classes"].dtype == I32
+    assert select_outputs(TINY_NMS) == (list(NMS_OUTPUT_NAMES), True)
+    # the order is the NMS layout's, whatever the engine's order
+    assert select_outputs(TINY_NMS[:1] + TINY_NMS[:0:-1]) == (list(NMS_OUTPUT_NAMES), True)
+
+
+def test_plan_buffers_fixed_batch_and_refusals():
+    fixed = [TensorDesc("images", True, (2, 3, 64, 64), F32), TensorDesc("boxes", False, (2, 12, 4), F32)]
+    assert [b.shape for b in plan_buffers(fixed, 2)] == [(2, 3, 64, 64), (2, 12, 4)]
+    with pytest.raises(ValueError, match="fixed batch of 2"):
+        plan_buffers(fixed, 3)
+    with pytest.raises(ValueError, match="besides the batch"):
+        plan_buffers([TensorDesc("boxes", False, (-1, -1, 4), F32)], 1)
+    with pytest.raises(ValueError, match="batch must be >= 1"):
+        plan_buffers(TINY, 0)
+    with pytest.raises(ValueError, match="no batch dimension"):
+        plan_buffers([TensorDesc("x", False, (), F32)], 1)
+
+
+def test_select_outputs():
+    two = [TINY[0], TensorDesc("out_a", False, (-1, 5, 4), F32), TensorDesc("out_b", False, (-1, 5, 2), F32)]
+    assert select_outputs(two) == (["out_a", "out_b"], False)
+    with pytest.raises(ValueError, match="got \\['x'\\]"):
+        select_outputs([TINY[0], TensorDesc("x", False, (-1, 1), F32)])
+
+
+def test_numpy_dtype_names():
+    assert numpy_dtype("FLOAT") == F32 and numpy_dtype("DataType.HALF") == np.float16
+    assert numpy_dtype("INT32") == I32 and numpy_dtype("INT8") == np.int8 and numpy_dtype("BOOL") == np.bool_
+    assert numpy_dtype("UINT8") == np.uint8 and numpy_dtype("INT64") == np.int64
+    for name in ("BF16", "FP8", "FP4", "INT4", "nonsense"):
+        with pytest.raises(ValueError, match="no numpy equivalent"):
+            numpy_dtype(name)
+
+
+@pytest.mark.skipif(not HAVE_RTX, reason="tensorrt_rtx is not installed")
+def test_numpy_dtype_real_enum_members():
+    """The mapping on a real TensorRT (for RTX) enum, against its own ``nptype``."""
+    import tensorrt_rtx as trt
+
+    for name in ("FLOAT", "HALF", "INT8", "INT32", "INT64", "UINT8", "BOOL"):
+        member = getattr(trt.DataType, name)
+        assert numpy_dtype(member) == np.dtype(trt.nptype(member)), name
+    with pytest.raises(ValueError):
+        numpy_dtype(trt.DataType.BF16)
+
+
+def test_plugin_libraries_to_load():
+    default = "/cache/plugins/libdiou_nms_plugin.so"
+    present = {default, "/opt/libother.so", "/build/libdiou_nms_plugin.so"}
+    exists = present.__contains__
+    assert plugin_libraries_to_load([], False, default, exists) == []
+    assert plugin_libraries_to_load([], True, default, exists) == [default]
+    # the library recorded at build time, still there
+    assert plugin_libraries_to_load(["/build/libdiou_nms_plugin.so"], True, default, exists) == \
+        ["/build/libdiou_nms_plugin.so"]
+    # recorded, gone: the default build-plugin output instead
+    assert plugin_libraries_to_load(["/gone/libdiou_nms_plugin.so", "/opt/libother.so"], True, default, exists) == \
+        [default, "/opt/libother.so"]
+    # another recorded library that is gone stays (loading it says so, in one line)
+    assert plugin_libraries_to_load(["/gone/libx.so"], False, default, exists) == ["/gone/libx.so"]
+    assert plugin_libraries_to_load(["/opt/libother.so"], True, None, exists) == ["/opt/libother.so"]
+
+
+# ------------------------------------------------------------------------------------------------
+# registry and refusals before TensorRT runs
+# ------------------------------------------------------------------------------------------------
+
+def test_registry_engine_picks_tensorrt(tmp_path):
+    assert model_form("m.engine") == model_form("M.PLAN") == "engine"
+    assert default_backend("engine") == "tensorrt" and BACKENDS["tensorrt"][1] == "TensorRTBackend"
+    with pytest.raises(ModelFileError, match="engine not found"):
+        create_backend("trt", path=tmp_path / "none.engine")
+    (tmp_path / "bare.engine").write_bytes(b"plan")
+    with pytest.raises(ModelFileError, match="engine metadata is missing"):
+        create_backend("tensorrt", path=tmp_path / "bare.engine")
+
+
+INFO = ModelInfo(names=["a", "b"], input_hw=(64, 64), letter_box=True, anchors=[[(10.0, 14.0), (23.0, 27.0)]],
+                 strides=[32], cfg_sha256="ab" * 32, yolo4_version="0.1.0")
+
+
+def _engine(tmp_path, name="m.engine", nms=None, **kw):
+    model = INFO.to_metadata()
+    if nms:
+        model.update(nms_metadata(nms, NmsParams(max_output_boxes=5)))
+    base = dict(model=model, input_name="images", input_shape=[-1, 3, 64, 64],
+                profile={"min": [1, 3, 64, 64], "opt": [2, 3, 64, 64], "max": [4, 3, 64, 64]},
+                output_names=["boxes", "scores"], precision="fp32", quantization="none", trt_flavour="tensorrt",
+                trt_version="10.13.3.9", gpu_name="NVIDIA A100", compute_capability="8.0",
+                onnx_path="/models/m.onnx")
+    base.update(kw)
+    engine = tmp_path / name
+    engine.write_bytes(b"plan")
+    write_engine_meta(engine, EngineMeta(**base))
+    return engine
+
+
+@pytest.mark.skipif(HAVE_TRT, reason="tensorrt is installed here")
+def test_cli_engine_without_tensorrt_says_what_to_install(tmp_path):
+    engine = _engine(tmp_path)
+    assert_user_error(run_cli("infer", "x.jpg", "--engine", engine), str(engine), "pip install tensorrt",
+                      "TensorRT 10.13.3")
+
+
+@pytest.mark.skipif(not HAVE_RTX, reason="tensorrt_rtx is not installed")
+def test_cli_engine_of_another_release_is_refused(tmp_path):
+    import tensorrt_rtx
+
+    engine = _engine(tmp_path, trt_flavour="tensorrt-rtx", trt_version="0.9.0.1", gpu_name="ahead-of-time",
+                     compute_capability="ahead-of-time")
+    here = ".".join(tensorrt_rtx.__version__.split(".")[:3])
+    assert_user_error(run_cli("eval", "--data", "coco128", "--engine", engine), str(engine),
+                      "TensorRT for RTX 0.9.0", f"TensorRT for RTX {here}", "rebuild")
+
+
+@pytest.mark.skipif(not HAVE_RTX, reason="tensorrt_rtx is not installed")
+def test_cli_engine_of_this_release_needs_pycuda_and_a_gpu(tmp_path):
+    import tensorrt_rtx
+
+    engine = _engine(tmp_path, trt_flavour="tensorrt-rtx", trt_version=tensorrt_rtx.__version__,
+                     gpu_name="ahead-of-time", compute_capability="ahead-of-time")
+    line = assert_user_error(run_cli("infer", "x.jpg", "--engine", engine), str(engine))
+    assert "(or pycuda)" in line or "no CUDA GPU" in line, line
+
+
+def test_broken_metadata_is_one_line(tmp_path):
+    engine = _engine(tmp_path)
+    meta = json.loads((tmp_path / "m.engine.json").read_text())
+    meta["trt_version"] = 10
+    (tmp_path / "m.engine.json").write_text(json.dumps(meta))
+    assert_user_error(run_cli("infer", "x.jpg", "--engine", engine), "m.engine.json", "rebuild")
+
+
+# ------------------------------------------------------------------------------------------------
+# call sequence on stand-ins of TensorRT and pycuda (NOT an integration test: no GPU here)
+# ------------------------------------------------------------------------------------------------
+
+class _DevMem:
+    """FakeCuda device allocation: bytes in host memory."""
+
+    def __init__(self, fake, nbytes):
+        self.data, self.freed, self.fake = bytearray(nbytes), False, fake
+        fake.addresses[id(self)] = self
+
+    def __int__(self):
+        return id(self)
+
+    def free(self):
+        self.freed = True
+
+
+class FakeCuda:
+    """Stand-in of ``pycuda.driver`` recording the calls the backend makes (sequencing only)."""
+
+    def __init__(self):
+        self.calls, self.addresses, self.allocs, self.pushed = [], {}, [], 0
+        fake = self
+
+        class Ctx:
+            def push(self):
+                fake.pushed += 1
+
+            def pop(self):
+                fake.pushed -= 1
+
+            def detach(self):
+                fake.calls.append("detach")
+
+        class Device:
+            def __init__(self, index):
+                pass
+
+            def retain_primary_context(self):
+                return Ctx()
+
+        class Stream:
+            handle = 1234
+
+            def synchronize(self):
+                fake.calls.append("sync")
+
+        self.Device, self.Stream = Device, Stream
+
+    def init(self):
+        self.calls.append("init")
+
+    def pagelocked_empty(self, size, dtype):
+        return np.zeros(size, dtype)
+
+    def mem_alloc(self, nbytes):
+        m = _DevMem(self, nbytes)
+        self.allocs.append(m)
+        return m
+
+    def memcpy_htod_async(self, dev, host, stream):
+        assert self.pushed == 1
+        raw = np.ascontiguousarray(host).tobytes()
+        dev.data[:len(raw)] = raw
+        self.calls.append("htod")
+
+    def memcpy_dtoh_async(self, host, dev, stream):
+        assert self.pushed == 1
+        host.reshape(-1).view(np.uint8)[:] = np.frombuffer(bytes(dev.data[:host.nbytes]), np.uint8)
+        self.calls.append("dtoh")
+
+
+class FakeTensorRT:
+    """Stand-in of the ``tensorrt`` module for a 2-class 64x64 engine with boxes [B,3,4] and
+    scores [B,3,2]; "inference" writes each image's first pixel into its outputs (sequencing only)."""
+
+    __version__ = "10.13.3.9"
+
+    def __init__(self, cuda, descs):
+        fake = self
+        self.cuda, self.descs, self.shapes = cuda, descs, []
+
+        class DataType:
+            def __init__(self, name):
+                self.name = name
+
+        class TensorIOMode:
+            INPUT, OUTPUT = "in", "out"
+
+        class Logger:
+            WARNING = 2
+
+            def __init__(self, level):
+                pass
+
+        class Context:
+            def __init__(self):
+                self.addr, self.shape = {}, None
+
+            def set_tensor_address(self, name, ptr):
+                self.addr[name] = ptr
+                return True
+
+            def set_input_shape(self, name, dims):
+                self.shape = tuple(dims)
+                fake.shapes.append(self.shape)
+                fake.cuda.calls.append("shape")
+                return True
+
+            def execute_async_v3(self, stream):
+                fake.cuda.calls.append("exec")
+                b = self.shape[0]
+                mem = fake.cuda.addresses
+                x = np.frombuffer(bytes(mem[self.addr["images"]].data), np.float32)[:b * 3 * 64 * 64]
+                first = x.reshape(b, 3, 64, 64)[:, 0, 0, 0]
+                boxes = np.repeat(first, 12).astype(np.float32)
+                scores = np.repeat(first, 6).astype(np.float32)
+                mem[self.addr["boxes"]].data[:boxes.nbytes] = boxes.tobytes()
+                mem[self.addr["scores"]].data[:scores.nbytes] = scores.tobytes()
+                return True
+
+        class Engine:
+            num_io_tensors = len(descs)
+
+            def get_tensor_name(self, i):
+                return descs[i].name
+
+            def get_tensor_mode(self, name):
+                return TensorIOMode.INPUT if {d.name: d for d in descs}[name].is_input else TensorIOMode.OUTPUT
+
+            def get_tensor_dtype(self, name):
+                return DataType("FLOAT")
+
+            def get_tensor_shape(self, name):
+                return list({d.name: d for d in descs}[name].shape)
+
+            def create_execution_context(self):
+                return Context()
+
+        class Runtime:
+            def __init__(self, logger):
+                pass
+
+            def deserialize_cuda_engine(self, plan):
+                return Engine()
+
+        self.Logger, self.Runtime, self.TensorIOMode = Logger, Runtime, TensorIOMode
+        self.Dims = list
+
+    def init_libnvinfer_plugins(self, logger, namespace):
+        return True
+
+
+def test_call_sequence_on_stand_ins(tmp_path, monkeypatch):
+    engine = _engine(tmp_path, profile={"min": [2, 3, 64, 64], "opt": [2, 3, 64, 64], "max": [4, 3, 64, 64]})
+    cuda = FakeCuda()
+    descs = [TensorDesc("images", True, (-1, 3, 64, 64), F32), TensorDesc("boxes", False, (-1, 3, 4), F32),
+             TensorDesc("scores", False, (-1, 3, 2), F32)]
+    fake_trt = FakeTensorRT(cuda, descs)
+    monkeypatch.setattr(tb, "_import_tensorrt", lambda *a: fake_trt)
+    monkeypatch.setattr(tb, "_import_pycuda", lambda where: cuda)
+    monkeypatch.setattr(tb, "cuda_device", lambda i: CudaDevice(0, "NVIDIA A100", "8.0"))
+    be = create_backend("tensorrt", path=engine)
+    assert be.max_batch == 4 and be.fixed_batch is None and be.nms is None and be.info.names == ["a", "b"]
+    assert len(cuda.allocs) == 3 and cuda.calls == ["init"]
+    batch = np.zeros((7, 3, 64, 64), np.float32)
+    batch[:, 0, 0, 0] = np.arange(1, 8)
+    boxes, scores = be(batch)
+    # 7 images, at most 4 per enqueue; the last chunk (3) is above the profile minimum (2)
+    assert fake_trt.shapes == [(4, 3, 64, 64), (3, 3, 64, 64)]
+    assert cuda.calls[1:] == ["htod", "shape", "exec", "dtoh", "dtoh", "sync"] * 2
+    assert boxes.shape == (7, 3, 4) and scores.shape == (7, 3, 2)
+    assert np.array_equal(boxes[:, 0, 0], np.arange(1, 8)) and np.array_equal(scores[:, 2, 1], np.arange(1, 8))
+    # one image: padded to the profile's minimum of 2, one output row back
+    b1, _ = be(batch[4:5])
+    assert fake_trt.shapes[-1] == (2, 3, 64, 64) and b1.shape == (1, 3, 4) and b1[0, 0, 0] == 5
+    assert len(cuda.allocs) == 3 and cuda.pushed == 0  # buffers reused, context popped
+    be.close()
+    assert all(m.freed for m in cuda.allocs) and cuda.calls[-1] == "detach"
+    with pytest.raises(RuntimeError, match="closed"):
+        be(batch)
+
+
+def test_release_mismatch_before_pycuda(tmp_path, monkeypatch):
+    """The release check needs neither pycuda nor a GPU (stand-in module: sequencing only)."""
+    engine = _engine(tmp_path, trt_version="8.6.1.6")
+    monkeypatch.setattr(tb, "_import_tensorrt", lambda *a: FakeTensorRT(FakeCuda(), []))
+
+    def no_pycuda(where):
+        raise AssertionError("pycuda imported before the release check")
+
+    monkeypatch.setattr(tb, "_import_pycuda", no_pycuda)
+    with pytest.raises(ModelFileError, match="built with TensorRT 8.6.1, this is TensorRT 10.13.3"):
+        create_backend("tensorrt", path=engine)
+
+
+def test_gpu_mismatch_and_no_gpu(tmp_path, monkeypatch):
+    engine = _engine(tmp_path)
+    monkeypatch.setattr(tb, "_import_tensorrt", lambda *a: FakeTensorRT(FakeCuda(), []))
+    monkeypatch.setattr(tb, "_import_pycuda", lambda where: FakeCuda())
+    monkeypatch.setattr(tb, "cuda_device", lambda i: CudaDevice(0, "Xavier", "7.2"))
+    with pytest.raises(ModelFileError, match="compute capability 8.0 .* is 7.2"):
+        create_backend("tensorrt", path=engine)
+    monkeypatch.setattr(tb, "cuda_device", lambda i: None)
+    with pytest.raises(Yolo4Error, match="no CUDA GPU 0 .*--onnx /models/m.onnx"):
+        create_backend("tensorrt", path=engine)
+
+
+def test_missing_diou_plugin_is_one_line(tmp_path, monkeypatch):
+    engine = _engine(tmp_path, nms="plugin")
+    monkeypatch.setenv("YOLO4_PLUGIN_LIB", str(tmp_path / "nope" / "libdiou_nms_plugin.so"))
+    cuda = FakeCuda()
+    monkeypatch.setattr(tb, "_import_tensorrt", lambda *a: FakeTensorRT(cuda, []))
+    monkeypatch.setattr(tb, "_import_pycuda", lambda where: cuda)
+    monkeypatch.setattr(tb, "cuda_device", lambda i: CudaDevice(0, "NVIDIA A100", "8.0"))
+    with pytest.raises(Yolo4Error, match="yolo4 build-plugin"):
+        create_backend("tensorrt", path=engine)
+    assert cuda.pushed == 0 and cuda.calls[-1] == "detach"
+
+
+def test_module_imports_lazily():
+    """Importing the backend (and the registry) loads neither TensorRT, pycuda, torch nor onnxruntime."""
+    code = ("import sys, yolo4.runtime.backends.tensorrt_backend, yolo4.runtime.backends;"
+            "bad = [m for m in ('torch', 'onnxruntime', 'tensorrt', 'tensorrt_rtx', 'pycuda') if m in sys.modules];"
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_class_count_must_match_the_metadata(tmp_path, monkeypatch):
+    engine = _engine(tmp_path)
+    cuda = FakeCuda()
+    descs = [TensorDesc("images", True, (-1, 3, 64, 64), F32), TensorDesc("boxes", False, (-1, 3, 4), F32),
+             TensorDesc("scores", False, (-1, 3, 80), F32)]
+    monkeypatch.setattr(tb, "_import_tensorrt", lambda *a: FakeTensorRT(cuda, descs))
+    monkeypatch.setattr(tb, "_import_pycuda", lambda where: cuda)
+    monkeypatch.setattr(tb, "cuda_device", lambda i: CudaDevice(0, "NVIDIA A100", "8.0"))
+    with pytest.raises(ModelFileError, match="80 classes but the metadata names 2"):
+        create_backend("tensorrt", path=engine)
+    assert cuda.pushed == 0 and cuda.allocs == []
