@@ -404,14 +404,10 @@ def export_int8(fp32_onnx: str, output: str, calib_data: str, calib_images: int 
     Raises:
         Yolo4Error: as the functions above (bad calibration source, a pattern matching nothing, ...).
     """
-    import onnx
-
     from .calib.images import calibration_set
-    from .model_info import ModelInfo
+    from .convert.engine_builder import read_onnx_facts
 
-    model = onnx.load(fp32_onnx, load_external_data=False)
-    info = ModelInfo.from_metadata({p.key: p.value for p in model.metadata_props}, fp32_onnx)
-    del model
+    info = read_onnx_facts(fp32_onnx).info
     cs = calibration_set(calib_data, info, num_images=calib_images, batch_size=8, seed=seed, log=log)
     report_path = None
     if target_drop is not None:

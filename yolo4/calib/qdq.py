@@ -56,7 +56,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 Log = Callable[[str], Any]
 
 __all__ = ["CALIB_METHODS", "QDQ_LAYOUTS", "DEFAULT_METHOD", "DEFAULT_PERCENTILE", "QdqResult",
-           "default_float_nodes", "resolve_exclude", "quantize_qdq", "is_qdq_model", "conv_nodes"]
+           "default_float_nodes", "resolve_exclude", "quantize_qdq", "conv_nodes"]
 
 #: calibration methods of explicit (Q/DQ) quantization
 CALIB_METHODS = ("minmax", "percentile", "entropy")
@@ -113,11 +113,6 @@ def _load(path: PathLike):
     except Exception as e:  # protobuf DecodeError, OSError
         raise ModelFileError("not a readable ONNX model (%s)" % (str(e).splitlines()[0] if str(e) else
                                                                  type(e).__name__), path) from None
-
-
-def is_qdq_model(model) -> bool:
-    """True when the ONNX ``ModelProto`` holds QuantizeLinear nodes (an explicitly quantized model)."""
-    return any(n.op_type == "QuantizeLinear" for n in model.graph.node)
 
 
 def conv_nodes(model) -> List[str]:
@@ -299,10 +294,13 @@ def quantize_qdq(onnx_in: PathLike, onnx_out: PathLike, calib_set, method: str =
     if not 0.0 < float(percentile) <= 100.0:
         raise Yolo4Error("percentile must be in (0, 100], got %g" % percentile)
     model = _load(onnx_in)
-    if is_qdq_model(model):
+    from ..convert.engine_builder import onnx_precision
+
+    precision = onnx_precision(model)
+    if precision == "int8":
         raise Yolo4Error("the model is already quantized (it has QuantizeLinear nodes); give the FP32 "
                          "export", onnx_in)
-    if any(init.data_type == 10 for init in model.graph.initializer):  # FLOAT16
+    if precision == "fp16":
         raise Yolo4Error("the model has float16 weights; quantize the FP32 export (without --fp16)", onnx_in)
     _check_input(model, calib_set, onnx_in)
     excluded = list(default_float_nodes(model)) if keep_float_default else []
