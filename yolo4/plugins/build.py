@@ -35,7 +35,9 @@ from . import PLUGIN_LIBRARY_NAME, default_plugin_path, load_plugin_library, plu
 __all__ = ["TARGET_ARCHS", "CudaToolkit", "TensorRTInstall", "BuildResult", "find_cuda", "find_tensorrt",
            "tensorrt_header_version", "select_archs", "compile_kernels", "build_plugin", "build_kernels_library",
            "build_host_library",
-           "KERNEL_SOURCES", "GLUE_SOURCES"]
+           "KERNEL_SOURCES", "GLUE_SOURCES",
+           "PREPROCESS_LIBRARY_NAME", "PREPROCESS_SOURCES", "preprocess_source_dir", "default_preprocess_path",
+           "build_preprocess_library", "build_preprocess_host_library"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -445,4 +447,107 @@ def build_host_library(out_dir: PathLike, cxx: Optional[str] = None) -> Path:
     if not out.is_file():
         with atomic_path(out, ".so") as tmp:
             _run([cxx] + flags + ["-Wall", "-Wextra", src / "diouNMSHost.cpp", "-o", tmp], f"{cxx} (CPU build)")
+    return out
+
+
+# ---- GPU preprocessing (yolo4/plugins/preprocess) -------------------------------------------------
+#: file name of the GPU preprocessing library (no TensorRT; :class:`yolo4.runtime.gpu_preprocess.GpuPreprocessor`)
+PREPROCESS_LIBRARY_NAME = "libyolo4_preprocess.so"
+#: files the preprocessing kernel is compiled from (the CPU build: ``preprocessHost.cpp`` + the header)
+PREPROCESS_SOURCES = ("preprocess.cu", "preprocessCommon.h")
+
+
+def preprocess_source_dir() -> Path:
+    """``yolo4/plugins/preprocess`` (package data), or ``$YOLO4_PLUGIN_SOURCE/../preprocess`` of a source
+    checkout when the installed package lacks it.
+
+    Raises:
+        Yolo4Error: not found.
+    """
+    here = Path(__file__).resolve().parent / "preprocess"
+    candidates = [here]
+    env = os.environ.get("YOLO4_PLUGIN_SOURCE", "").strip()
+    if env:
+        candidates.append(Path(os.path.expanduser(env)).parent / "preprocess")
+    for d in candidates:
+        if all((d / n).is_file() for n in PREPROCESS_SOURCES):
+            return d
+    raise Yolo4Error("the GPU preprocessing sources (yolo4/plugins/preprocess) are missing from this install: "
+                     "set YOLO4_PLUGIN_SOURCE to the yolo4/plugins/diou_nms folder of a yolo4 source checkout")
+
+
+def default_preprocess_path() -> Path:
+    """Where ``yolo4 build-plugin`` writes the GPU preprocessing library and the runtime looks for it:
+    ``libyolo4_preprocess.so`` beside :func:`yolo4.plugins.default_plugin_path` (``$YOLO4_PLUGIN_LIB``'s
+    folder if set, else ``<yolo4 cache>/plugins``)."""
+    return default_plugin_path().parent / PREPROCESS_LIBRARY_NAME
+
+
+def build_preprocess_library(output: Optional[PathLike] = None, cuda: Optional[PathLike] = None,
+                             archs: Sequence[str] = (), object_dir: Optional[PathLike] = None,
+                             log: Callable[[str], None] = print) -> Path:
+    """Compile and link ``libyolo4_preprocess.so`` (``preprocess.cu``: the one-kernel GPU preprocessing,
+    C entry point ``yolo4_preprocess_launch``) with nvcc; no TensorRT needed.
+
+    Args:
+        output: the library file (``*.so``), or a folder to put ``libyolo4_preprocess.so`` in [default:
+            :func:`default_preprocess_path`]. Written atomically (temp file + rename).
+        cuda: the CUDA toolkit, when not in the usual places (:func:`find_cuda`).
+        archs: GPU architectures (``87``, ``8.7``) [default: every supported target, as the plugin].
+        object_dir: cache folder [default: ``<yolo4 cache>/plugins/objects``]: a library built from the same
+            sources, flags, architectures and nvcc is copied from there instead of recompiled.
+        log: progress lines.
+
+    Returns:
+        The library's path (the CUDA runtime linked statically, like the plugin; nvcc's output, warnings
+        included, in ``<library>.log`` beside it).
+
+    Raises:
+        Yolo4Error: no CUDA toolkit, an architecture nvcc lacks, or a compile/link error (first lines quoted).
+    """
+    src = preprocess_source_dir()
+    toolkit = find_cuda(cuda)
+    sel = select_archs(archs, toolkit)
+    out = Path(output) if output is not None else default_preprocess_path()
+    if out.is_dir() or (output is not None and not out.name.endswith(".so")):
+        out = out / PREPROCESS_LIBRARY_NAME
+    flags = list(NVCC_FLAGS) + _gencode(sel)
+    key = _digest(src, PREPROCESS_SOURCES, flags + [str(toolkit.nvcc), "%d.%d" % toolkit.version])
+    if object_dir is None:
+        from ..assets import cache_dir
+
+        object_dir = cache_dir() / "plugins" / "objects"
+    cached = Path(object_dir) / f"libyolo4_preprocess-{key}.so"
+    cached_log = cached.with_name(cached.name + ".log")
+    if cached.is_file():
+        log(f"preprocess: cached {cached.name} (sm_{', sm_'.join(sel)})")
+    else:
+        log(f"preprocess: nvcc {toolkit.version[0]}.{toolkit.version[1]} for sm_{', sm_'.join(sel)} ...")
+        with atomic_path(cached, ".so") as tmp:
+            text = _run([toolkit.nvcc] + flags + ["-shared", "-I", src, src / "preprocess.cu", "-o", tmp,
+                                                  "-Xlinker", "--no-undefined"], "nvcc (preprocess)")
+        atomic_write_text(cached_log, text)
+    with atomic_path(out, ".so") as tmp:
+        shutil.copyfile(str(cached), str(tmp))
+    atomic_write_text(out.with_name(out.name + ".log"), cached_log.read_text() if cached_log.is_file() else "")
+    return out
+
+
+def build_preprocess_host_library(out_dir: PathLike, cxx: Optional[str] = None) -> Path:
+    """The CPU build of the GPU preprocessing (``preprocessHost.cpp``, g++ only): the same C entry point and
+    per-pixel arithmetic on host pointers, for :meth:`yolo4.runtime.gpu_preprocess.PreprocessApi.run_host`
+    (what the test suite compares with :func:`yolo4.runtime.preprocess.preprocess`). Rebuilt only when its
+    sources changed.
+
+    Raises:
+        Yolo4Error: no C++ compiler, or a compile error.
+    """
+    src = preprocess_source_dir()
+    names = ("preprocessHost.cpp", "preprocessCommon.h")
+    cxx = cxx or _cxx()
+    flags = ["-std=c++17", "-O2", "-ffp-contract=off", "-fPIC", "-shared", "-fvisibility=hidden"]
+    out = Path(out_dir) / f"libyolo4_preprocess_host-{_digest(src, names, flags + [cxx])}.so"
+    if not out.is_file():
+        with atomic_path(out, ".so") as tmp:
+            _run([cxx] + flags + ["-Wall", "-Wextra", src / "preprocessHost.cpp", "-o", tmp], f"{cxx} (CPU build)")
     return out
