@@ -407,6 +407,7 @@ def test_rtx_small_model_fixed_batch(tmp_path):
     assert "--timing-cache is ignored" in p.stderr and not (tmp_path / "tc.bin").exists()
     meta = read_engine_meta(engine)
     assert meta.input_shape == [2, 3, 64, 64] and meta.batch_range == (2, 2, 2) and not meta.dynamic_batch
+    assert meta.num_profiles == 1  # a fixed batch needs no profile per execution context
     assert meta.precision == "fp32" and meta.gpu_name == AHEAD_OF_TIME and meta.target_compute_capabilities == []
     assert engine.stat().st_size > 0 and f"engine:   {engine.resolve()}" in p.stdout
     p = run_cli("build-engine", "--backend", "tensorrt-rtx", model, "-o", tmp_path / "x.engine", "--batch", "1,4,8")
@@ -432,6 +433,10 @@ def test_rtx_small_model_precision_follows_the_onnx(tmp_path):
         assert meta.quantization == ("explicit" if kind == "int8" else "none")
         assert meta.layer_precisions.get(kind, 0) >= 1, meta.layer_precisions
         assert ("the ONNX is FP16" if kind == "fp16" else "the ONNX is Q/DQ INT8") in p.stdout
+        assert meta.num_profiles == 2  # default --contexts 2: one profile per execution context
+    engine = tmp_path / "one.engine"
+    _build(_small_onnx(tmp_path / "one.onnx"), "-o", engine, "--contexts", "1")
+    assert read_engine_meta(engine).num_profiles == 1 and read_engine_meta(engine).dynamic_batch
 
 
 @pytest.mark.tensorrt

@@ -353,3 +353,28 @@ def test_model_forms_and_default_backends():
     assert default_backend("engine") == "tensorrt"
     with pytest.raises(Yolo4Error, match="model.tflite: unknown model file type"):
         model_form("model.tflite")
+
+
+def test_detector_times_a_synchronous_backend_as_inference():
+    """Regression: with submit()/result() a synchronous backend computes inside submit(); that time is
+    inference, not preprocessing (the speed line showed 0.0 ms inference)."""
+    import time as _time
+
+    from yolo4.model_info import ModelInfo
+    from yolo4.runtime.backends.base import Backend
+    from yolo4.runtime.detector import Detector
+
+    class Slow(Backend):
+        name = "slow"
+
+        def __init__(self):
+            self.info = ModelInfo(names=["a"], input_hw=(32, 32))
+
+        def _forward(self, batch):
+            _time.sleep(0.05)
+            n = batch.shape[0]
+            return np.zeros((n, 1, 4), np.float32), np.zeros((n, 1, 1), np.float32)
+
+    d = Detector(Slow())
+    d.detect([np.zeros((20, 20, 3), np.uint8)] * 2)
+    assert d.timings.inference >= 0.05 and d.timings.preprocess < 0.05 and d.timings.images == 2

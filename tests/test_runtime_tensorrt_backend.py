@@ -221,7 +221,7 @@ class FakeCuda:
     """Stand-in of ``pycuda.driver`` recording the calls the backend makes (sequencing only)."""
 
     def __init__(self):
-        self.calls, self.addresses, self.allocs, self.pushed = [], {}, [], 0
+        self.calls, self.addresses, self.allocs, self.pushed, self.tagged = [], {}, [], 0, []
         fake = self
 
         class Ctx:
@@ -242,10 +242,15 @@ class FakeCuda:
                 return Ctx()
 
         class Stream:
-            handle = 1234
+            count = 0
+
+            def __init__(self):
+                Stream.count += 1
+                self.handle = 1000 + Stream.count
 
             def synchronize(self):
                 fake.calls.append("sync")
+                fake.tagged.append(("sync", self.handle))
 
         self.Device, self.Stream = Device, Stream
 
@@ -265,6 +270,7 @@ class FakeCuda:
         raw = np.ascontiguousarray(host).tobytes()
         dev.data[:len(raw)] = raw
         self.calls.append("htod")
+        self.tagged.append(("htod", stream.handle))
 
     def memcpy_dtoh_async(self, host, dev, stream):
         assert self.pushed == 1
@@ -297,7 +303,12 @@ class FakeTensorRT:
 
         class Context:
             def __init__(self):
-                self.addr, self.shape = {}, None
+                self.addr, self.shape, self.profile = {}, None, 0
+
+            def set_optimization_profile_async(self, index, stream):
+                self.profile = index
+                fake.cuda.calls.append("profile%d" % index)
+                return True
 
             def set_tensor_address(self, name, ptr):
                 self.addr[name] = ptr
@@ -311,6 +322,7 @@ class FakeTensorRT:
 
             def execute_async_v3(self, stream):
                 fake.cuda.calls.append("exec")
+                fake.cuda.tagged.append(("exec", stream))
                 b = self.shape[0]
                 mem = fake.cuda.addresses
                 x = np.frombuffer(bytes(mem[self.addr["images"]].data), np.float32)[:b * 3 * 64 * 64]
@@ -439,3 +451,200 @@ def test_class_count_must_match_the_metadata(tmp_path, monkeypatch):
     with pytest.raises(ModelFileError, match="80 classes but the metadata names 2"):
         create_backend("tensorrt", path=engine)
     assert cuda.pushed == 0 and cuda.allocs == []
+
+
+# ------------------------------------------------------------------------------------------------
+# pipelining over execution contexts, CUDA graphs (stand-ins: sequencing only, NOT integration)
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("requested,dynamic,profiles,want", [
+    (None, True, 1, (1, "")), (None, True, 2, (2, "")), (None, True, 4, (2, "")), (None, False, 1, (2, "")),
+    (3, False, 1, (3, "")), (1, True, 2, (1, ""))])
+def test_usable_contexts(requested, dynamic, profiles, want):
+    assert tb.usable_contexts(requested, dynamic, profiles) == want
+
+
+def test_usable_contexts_capped_request_says_how_to_rebuild():
+    n, warning = tb.usable_contexts(3, True, 1)
+    assert n == 1 and "1 optimization profile" in warning and "--contexts 3" in warning
+    with pytest.raises(ValueError, match="contexts must be >= 1"):
+        tb.usable_contexts(0, True, 1)
+
+
+def _fake_backend(tmp_path, monkeypatch, **kw):
+    engine = _engine(tmp_path, num_profiles=2)
+    cuda = FakeCuda()
+    descs = [TensorDesc("images", True, (-1, 3, 64, 64), F32), TensorDesc("boxes", False, (-1, 3, 4), F32),
+             TensorDesc("scores", False, (-1, 3, 2), F32)]
+    fake_trt = FakeTensorRT(cuda, descs)
+    monkeypatch.setattr(tb, "_import_tensorrt", lambda *a: fake_trt)
+    monkeypatch.setattr(tb, "_import_pycuda", lambda where: cuda)
+    monkeypatch.setattr(tb, "cuda_device", lambda i: CudaDevice(0, "NVIDIA A100", "8.0"))
+    return tb.TensorRTBackend(engine, **kw), cuda, fake_trt
+
+
+def _batch(values):
+    b = np.zeros((len(values), 3, 64, 64), np.float32)
+    b[:, 0, 0, 0] = values
+    return b
+
+
+def test_two_contexts_pipeline_round_robin(tmp_path, monkeypatch):
+    be, cuda, _ = _fake_backend(tmp_path, monkeypatch)
+    assert be.contexts == 2 and be.pipeline_depth == 2
+    assert "profile1" in cuda.calls and "profile0" not in cuda.calls  # context k uses profile k
+    assert len(cuda.allocs) == 6  # three I/O buffers per context, allocated once
+    streams = sorted({h for _, h in cuda.tagged} | {s.stream.handle for s in be._slots})
+    p1, p2 = be.submit(_batch([1, 2])), be.submit(_batch([3, 4]))
+    # both batches are enqueued, on different streams, before anything is waited for
+    assert [c for c, _ in cuda.tagged] == ["htod", "exec", "htod", "exec"]
+    assert cuda.tagged[0][1] != cuda.tagged[2][1] and "sync" not in cuda.calls
+    # a third batch goes back to the first context: its batch is collected first (one sync)
+    p3 = be.submit(_batch([5, 6, 7]))
+    assert cuda.calls.count("sync") == 1 and cuda.tagged[4] == ("sync", cuda.tagged[0][1])
+    b3, _ = p3.result()
+    b1, _ = p1.result()
+    b2, s2 = p2.result()
+    assert list(b1[:, 0, 0]) == [1, 2] and list(b2[:, 0, 0]) == [3, 4] and list(b3[:, 0, 0]) == [5, 6, 7]
+    assert s2.shape == (2, 3, 2) and cuda.calls.count("sync") == 3  # one per batch
+    assert p1.result() is p1.result() and len(streams) >= 2
+    be.close()
+    assert all(m.freed for m in cuda.allocs)
+
+
+def test_detector_keeps_order_with_pipelining(tmp_path, monkeypatch):
+    from yolo4.runtime import detector as det_mod
+
+    be, cuda, _ = _fake_backend(tmp_path, monkeypatch)
+    seen = []
+
+    def fake_post(boxes, scores, params, input_hw, transforms):
+        seen.append(list(boxes[:, 0, 0]))
+        return [det_mod.Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+                for _ in range(boxes.shape[0])]
+
+    def fake_pre(images, input_hw, letter_box):
+        batch = np.zeros((len(images), 3, 64, 64), np.float32)
+        batch[:, 0, 0, 0] = [float(im[0, 0, 0]) for im in images]
+        return batch, [None] * len(images)
+
+    monkeypatch.setattr(det_mod, "postprocess", fake_post)
+    monkeypatch.setattr(det_mod, "preprocess", fake_pre)
+    monkeypatch.setattr(det_mod, "scale_boxes_to_original", lambda b, tr: b)
+    d = det_mod.Detector(be, batch_size=3)
+    images = [np.full((8, 8, 3), v, np.uint8) for v in range(1, 11)]
+    out = d.detect(images)
+    assert len(out) == 10 and seen == [[1, 2, 3], [4, 5, 6], [7, 8, 9], [10]]
+    tags = [c for c, _ in cuda.tagged if c in ("exec", "sync")]
+    assert tags[:3] == ["exec", "exec", "sync"]  # the second batch runs before the first is waited for
+    assert d.timings.images == 10
+
+
+def test_cuda_graph_captured_after_one_warm_up_and_recaptured_on_a_new_shape(tmp_path, monkeypatch):
+    from yolo4.runtime import cuda_graph
+
+    captured, launched, destroyed = [], [], []
+
+    class Graph:
+        def __init__(self, n):
+            self.n = n
+
+        def launch(self, handle):
+            launched.append((self.n, handle))
+
+        def destroy(self):
+            destroyed.append(self.n)
+
+    def fake_capture(handle, enqueue):
+        assert enqueue()  # the real enqueue is what gets captured
+        captured.append(handle)
+        return Graph(len(captured))
+
+    monkeypatch.setattr(cuda_graph, "capture", fake_capture)
+    be, cuda, fake_trt = _fake_backend(tmp_path, monkeypatch, contexts=1, cuda_graph=True)
+    for _ in range(3):
+        b, _ = be(_batch([1, 2]))
+        assert list(b[:, 0, 0]) == [1, 2]
+    # 1st call: plain enqueue (warm-up); 2nd: capture (the enqueue inside) + launch; 3rd: launch only
+    assert cuda.calls.count("exec") == 2 and len(captured) == 1 and launched == [(1, captured[0])] * 2
+    be(_batch([1, 2, 3]))  # another shape: the old graph goes, warm-up again
+    assert destroyed == [1] and len(captured) == 1 and fake_trt.shapes[-1] == (3, 3, 64, 64)
+    be(_batch([4, 5, 6]))
+    assert len(captured) == 2
+    be.close()
+    assert destroyed == [1, 2]
+
+
+def test_cuda_graph_failure_falls_back_to_plain_enqueue(tmp_path, monkeypatch):
+    from yolo4.runtime import cuda_graph
+
+    def failing(handle, enqueue):
+        raise cuda_graph.CudaGraphError("cuStreamBeginCapture failed: CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED (900)")
+
+    monkeypatch.setattr(cuda_graph, "capture", failing)
+    be, cuda, _ = _fake_backend(tmp_path, monkeypatch, contexts=1, cuda_graph=True)
+    be(_batch([1]))
+    with pytest.warns(Warning, match="CUDA graph capture failed .*STREAM_CAPTURE_UNSUPPORTED"):
+        b, _ = be(_batch([2]))
+    assert list(b[:, 0, 0]) == [2] and not be.cuda_graph
+    be(_batch([3]))
+    assert cuda.calls.count("exec") == 3
+
+
+def test_gpu_preprocessing_needs_the_tensorrt_backend():
+    from yolo4.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from yolo4.runtime.detector import Detector
+
+    class Stub(OnnxRuntimeBackend):
+        def __init__(self):
+            self.info, self._fixed_batch = INFO, None
+
+    with pytest.raises(Yolo4Error, match="GPU preprocessing needs the TensorRT backend"):
+        Detector(Stub(), preprocess_on="gpu")
+
+
+def test_submit_frames_preprocesses_into_the_context_input(tmp_path, monkeypatch):
+    """--preprocess gpu: the preprocessor writes into the slot's device input, then the engine runs
+    (stand-in preprocessor and device memory: sequencing only)."""
+    from yolo4.runtime import gpu_preprocess
+    from yolo4.runtime.preprocess import Transform
+
+    made = []
+
+    class FakePre:
+        def __init__(self, input_hw, letter_box, max_batch, dtype=np.float32):
+            made.append((tuple(input_hw), letter_box, max_batch, np.dtype(dtype)))
+            self.closed = False
+
+        def run(self, images, dst_ptr, stream):
+            mem = cuda.addresses[dst_ptr]
+            x = np.zeros((len(images), 3, 64, 64), np.float32)
+            x[:, 0, 0, 0] = [im[0, 0, 0] for im in images]
+            mem.data[:x.nbytes] = x.tobytes()
+            cuda.calls.append("preprocess")
+            return [Transform(1.0, 1.0, 0.0, 0.0, im.shape[1], im.shape[0]) for im in images]
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(gpu_preprocess, "GpuPreprocessor", FakePre)
+    be, cuda, _ = _fake_backend(tmp_path, monkeypatch)
+    frames = [np.full((20, 30, 3), v, np.uint8) for v in (7, 9)]
+    pending, transforms = be.submit_frames(frames)
+    assert made == [((64, 64), True, 4, F32)] and [t.orig_w for t in transforms] == [30, 30]
+    boxes, _ = pending.result()
+    assert list(boxes[:, 0, 0]) == [7, 9]
+    assert cuda.calls.index("preprocess") < cuda.calls.index("exec") and "htod" not in cuda.calls
+    with pytest.raises(ValueError, match="1..4 frames"):
+        be.submit_frames(frames * 3)
+    pre = be._gpu_pre
+    be.close()
+    assert pre.closed
+
+
+def test_cli_gpu_preprocessing_needs_an_engine(tmp_path):
+    for cmd in (["infer", "x.jpg"], ["eval", "--data", "coco128"], ["benchmark", "--end-to-end"]):
+        p = run_cli(*cmd, "--onnx", tmp_path / "m.onnx", "--preprocess", "gpu")
+        assert_user_error(p, "--preprocess gpu needs a TensorRT engine")
+    p = run_cli("infer", "x.jpg", "--onnx", tmp_path / "m.onnx", "--preprocess", "tpu")
+    assert p.returncode == 2 and "'tpu' is not one of cpu, gpu" in p.stderr

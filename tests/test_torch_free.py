@@ -16,11 +16,11 @@ TORCH_FREE_PACKAGES = ("yolo4.runtime", "yolo4.data", "yolo4.calib", "yolo4.plug
 #: single modules that must import without torch (and ``yolo4.convert`` without onnx either)
 TORCH_FREE_MODULES = ("yolo4", "yolo4.errors", "yolo4.fileio", "yolo4.model_info", "yolo4.assets",
                       "yolo4.pipeline", "yolo4.cli", "yolo4.convert", "yolo4.convert.trt_compat",
-                      "yolo4.convert.engine_builder")
+                      "yolo4.convert.engine_builder", "yolo4.selftest")
 #: files vermin checks for Python 3.8 (the Jetson's JetPack 5 Python)
 PY38_PATHS = ("yolo4/runtime", "yolo4/data", "yolo4/calib", "yolo4/model_info.py", "yolo4/errors.py",
               "yolo4/fileio.py", "yolo4/convert/__init__.py", "yolo4/convert/trt_compat.py",
-              "yolo4/convert/engine_builder.py", "yolo4/plugins")
+              "yolo4/convert/engine_builder.py", "yolo4/plugins", "yolo4/selftest.py")
 
 
 def _modules():

@@ -41,6 +41,13 @@ ENGINE_HELP = ("TensorRT engine written by `yolo4 build-engine` (with its .json 
                "runs on --backend tensorrt, on an NVIDIA GPU.")
 BACKEND_HELP = ("inference backend: onnxruntime (CPU, or CUDA when available) or torch [default: "
                 "onnxruntime; a cfg or checkpoint is exported to ONNX once and cached].")
+CONTEXTS_HELP = ("TensorRT engines: execution contexts to pipeline batches over (the next batch uploads "
+                 "while one runs) [default: 2 where the engine has the optimization profiles for it, "
+                 "see build-engine --contexts].")
+CUDA_GRAPH_HELP = ("TensorRT engines: capture each context's enqueue in a CUDA graph after one warm-up "
+                   "and relaunch it (fewer kernel launches; fixed batch size works best).")
+PREPROCESS_HELP = ("where images are resized and normalised: cpu (OpenCV) or gpu (one CUDA kernel into "
+                   "the engine's input; TensorRT engines, needs `yolo4 build-plugin`).")
 IMG_HELP = ("network input size in pixels, square, multiple of 32 [default: a checkpoint's training "
             "size, else the cfg's [net] width/height].")
 NAMES_HELP = ("class names: a file with one name per line, or coco / voc (built in) [default: the "
@@ -100,6 +107,18 @@ def _command(func: Callable[..., Any]) -> Callable[..., Any]:
             warnings.showwarning = _default_showwarning
 
     return wrapper
+
+
+def _check_preprocess(value: str, engine: Optional[str]) -> str:
+    """``--preprocess``: cpu or gpu (a usage error otherwise); gpu needs an engine (checked before any
+    model is loaded)."""
+    v = value.strip().lower()
+    if v not in ("cpu", "gpu"):
+        raise typer.BadParameter(f"{value!r} is not one of cpu, gpu", param_hint="--preprocess")
+    if v == "gpu" and not engine:
+        raise Yolo4Error("--preprocess gpu needs a TensorRT engine (--engine); ONNX Runtime and torch "
+                         "preprocess on the CPU")
+    return v
 
 
 def _run_dir(output_dir: Optional[Path], default: str, exist_ok: bool) -> Path:
@@ -356,6 +375,10 @@ def build_engine(
                                                      "conv, convs feeding [yolo], decode): darknet layer "
                                                      "index (12, 12-15) or a glob on ONNX node names. "
                                                      "Repeatable."),
+    contexts: int = typer.Option(2, min=1, metavar="N", help="execution contexts the engine can run at "
+                                 "once: a dynamic-batch engine gets N optimization profiles, and `yolo4 infer` "
+                                 "pipelines batches over N contexts (copies and post-processing overlap the "
+                                 "GPU work) [default: 2]."),
     verbose: bool = typer.Option(False, "--verbose", help="show TensorRT's log at INFO level [default: "
                                  "warnings and errors]."),
 ):
@@ -368,7 +391,7 @@ def build_engine(
                     calib_images=calib_images, calib_method=calib_method, calib_cache=calib_cache,
                     quantization=quantization, batch=batch, workspace=workspace, dla_core=dla_core,
                     timing_cache=timing_cache, plugin_libs=plugin_lib or (), int8_exclude=int8_exclude or (),
-                    verbose=verbose, log=_log)
+                    contexts=contexts, verbose=verbose, log=_log)
     typer.echo("engine:   %s" % res.engine_path.resolve())
     typer.echo("metadata: %s" % res.meta_path.resolve())
 
@@ -394,7 +417,8 @@ def build_plugin(
                                           "libdiou_nms_plugin.so, where the runtime looks]."),
 ):
     """Compile the DIoU-NMS TensorRT plugin (DIoUNMS_TRT: darknet's DIoU-NMS for `export --nms plugin`)
-    against the TensorRT and CUDA installed here; writes libdiou_nms_plugin.so."""
+    against the TensorRT and CUDA installed here; writes libdiou_nms_plugin.so, and beside it
+    libyolo4_preprocess.so (the TensorRT runtime's GPU preprocessing kernel)."""
     from .plugins.build import build_plugin as run_build
 
     res = run_build(output=output, tensorrt_include=tensorrt_include, tensorrt_lib=tensorrt_lib, cuda=cuda,
@@ -405,12 +429,23 @@ def build_plugin(
         typer.echo("plugin:   %s" % res.info)
     typer.echo("built in %.0f s for sm_%s" % (res.seconds, ", sm_".join(res.archs)))
     typer.echo("library:  %s" % res.path.resolve())
+    # the GPU preprocessing kernel of the TensorRT runtime (no TensorRT needed), beside the plugin
+    from .plugins.build import PREPROCESS_LIBRARY_NAME, build_preprocess_library
+
+    try:
+        pre = build_preprocess_library(output=res.path.parent / PREPROCESS_LIBRARY_NAME, cuda=cuda,
+                                       archs=res.archs, log=_log)
+        typer.echo("preprocess: %s" % pre.resolve())
+    except Yolo4Error as e:
+        _log("warning: the GPU preprocessing library (%s) was not built: %s" % (PREPROCESS_LIBRARY_NAME, e))
 
 
 @app.command()
 @_command
 def infer(
-    sources: List[str] = typer.Argument(..., metavar="SOURCES...", help="images, folders, globs or video files."),
+    sources: List[str] = typer.Argument(..., metavar="SOURCES...", help="images, folders, globs, video files, "
+                                        "a camera index (0), a stream URL (rtsp://..., http(s)://...) or a "
+                                        "GStreamer pipeline in quotes ('nvarguscamerasrc ! ... ! appsink')."),
     cfg: Optional[str] = typer.Option(None, help=CFG_HELP),
     weights: Optional[str] = typer.Option(None, help=WEIGHTS_HELP),
     checkpoint: Optional[str] = typer.Option(None, help=CKPT_HELP),
@@ -430,19 +465,39 @@ def infer(
     save_json: Optional[Path] = typer.Option(None, help="write detections as JSON (bbox_xyxy in "
                                              "original-image pixels)."),
     threads: Optional[int] = typer.Option(None, min=1, help="ONNX Runtime threads [default: physical cores]."),
+    batch: int = typer.Option(1, min=1, help="frames (or images) per inference call, across sources."),
+    vid_stride: int = typer.Option(1, min=1, help="process every N-th frame of videos, cameras and streams "
+                                   "(frames)."),
+    show: bool = typer.Option(False, "--show", help="show annotated frames in a window when a display "
+                              "exists (q or Esc stops)."),
+    save_jsonl: Optional[Path] = typer.Option(None, help="write detections as JSON lines, one object per "
+                                              "image/frame: source, frame, time_s (seconds), detections."),
+    reconnect: int = typer.Option(5, min=0, help="reopen attempts of a camera/stream that drops, with "
+                                  "back-off from 0.5 s doubling to 8 s (0 = stop at once)."),
+    no_fps_overlay: bool = typer.Option(False, "--no-fps-overlay", help="do not draw frames per second "
+                                        "on videos and --show."),
+    contexts: Optional[int] = typer.Option(None, min=1, metavar="N", help=CONTEXTS_HELP),
+    cuda_graph: bool = typer.Option(False, "--cuda-graph", help=CUDA_GRAPH_HELP),
+    preprocess: str = typer.Option("cpu", metavar="cpu|gpu", help=PREPROCESS_HELP),
 ):
-    """Detect objects in images, folders, globs or videos; prints a table, writes annotated media."""
+    """Detect objects in images, folders, globs, videos, cameras, streams or GStreamer pipelines; prints a
+    table, writes annotated media (Ctrl-C finishes the outputs written so far and exits 130)."""
     from .fileio import check_writable_file
     from .pipeline import open_backend, run_infer
 
+    preprocess = _check_preprocess(preprocess, engine)
     out_dir = None if no_save else _run_dir(output_dir, "runs/infer", exist_ok)
     if save_json:
         check_writable_file(save_json, "JSON output")
+    if save_jsonl:
+        check_writable_file(save_jsonl, "JSON lines output")
     be = open_backend(backend, cfg, weights, checkpoint, onnx, img_size, names, threads, log=_log,
-                      engine=engine)
+                      engine=engine, contexts=contexts, cuda_graph=cuda_graph)
     results = run_infer(sources, be, conf=conf, iou=iou, max_det=max_det,
                         output_dir=str(out_dir) if out_dir is not None else None,
-                        save_json=str(save_json) if save_json else None, log=_log)
+                        save_json=str(save_json) if save_json else None, log=_log, batch=batch,
+                        vid_stride=vid_stride, show=show, save_jsonl=str(save_jsonl) if save_jsonl else None,
+                        reconnect=reconnect, fps_overlay=not no_fps_overlay, preprocess_on=preprocess)
     for rec in results:
         where = rec["image"] + ("" if "frame" not in rec else " #%d" % rec["frame"])
         dets = ", ".join("%s %.2f" % (d["class_name"], d["score"]) for d in rec["detections"][:12])
@@ -453,6 +508,8 @@ def infer(
         typer.echo("annotated media: %s" % Path(out_dir).resolve())
     if save_json:
         typer.echo("detections JSON: %s" % Path(save_json).resolve())
+    if save_jsonl:
+        typer.echo("detections JSON lines: %s" % Path(save_jsonl).resolve())
 
 
 @app.command(name="eval")
@@ -479,18 +536,23 @@ def eval_(
     split: str = typer.Option("val", help="dataset split to evaluate (train, val, test)."),
     save_json: Optional[Path] = typer.Option(None, help="write the metrics as JSON."),
     threads: Optional[int] = typer.Option(None, min=1, help="ONNX Runtime threads [default: physical cores]."),
+    contexts: Optional[int] = typer.Option(None, min=1, metavar="N", help=CONTEXTS_HELP),
+    cuda_graph: bool = typer.Option(False, "--cuda-graph", help=CUDA_GRAPH_HELP),
+    preprocess: str = typer.Option("cpu", metavar="cpu|gpu", help=PREPROCESS_HELP),
 ):
     """COCO mAP@[.5:.95] and mAP@.5 (pycocotools) on a labelled dataset, with per-class AP,
     precision and recall."""
     from .fileio import check_writable_file
     from .pipeline import open_backend, run_eval
 
+    preprocess = _check_preprocess(preprocess, engine)
     if save_json:
         check_writable_file(save_json, "JSON output")
     be = open_backend(backend, cfg, weights, checkpoint, onnx, img_size, names, threads, log=_log,
-                      engine=engine)
+                      engine=engine, contexts=contexts, cuda_graph=cuda_graph)
     m = run_eval(data, be, conf=conf, iou=iou, batch=batch, split=split, match_names=match_names,
-                 pr_conf=pr_conf, save_json=str(save_json) if save_json else None, log=_log)
+                 pr_conf=pr_conf, save_json=str(save_json) if save_json else None, log=_log,
+                 preprocess_on=preprocess)
     summary = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items() if k != "per_class"}
     typer.echo(json.dumps(summary))
     typer.echo("mAP@[.5:.95] %.4f   mAP@.5 %.4f   P %.3f R %.3f (score > %g, IoU .5)   (%s images, "
@@ -521,6 +583,9 @@ def benchmark(
     threads: Optional[int] = typer.Option(None, min=1, help="ONNX Runtime threads [default: physical cores]."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the results as JSON (milliseconds "
                                              "per batch, ms per image, images per second)."),
+    contexts: Optional[int] = typer.Option(None, min=1, metavar="N", help=CONTEXTS_HELP),
+    cuda_graph: bool = typer.Option(False, "--cuda-graph", help=CUDA_GRAPH_HELP),
+    preprocess: str = typer.Option("cpu", metavar="cpu|gpu", help=PREPROCESS_HELP + " With --end-to-end."),
 ):
     """Latency (mean, p50, p90, p99 in ms per batch) and throughput (images/s) per batch size:
     the backend's forward pass, or with --end-to-end JPEG decoding to detections."""
@@ -532,18 +597,47 @@ def benchmark(
         batches = parse_batches(batch)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--batch") from None
+    preprocess = _check_preprocess(preprocess, engine)
     if json_path is not None:
         check_writable_file(json_path, "JSON output")
-    be = open_backend(backend, cfg, weights, checkpoint, onnx, img_size, None, threads, log=_log, engine=engine)
+    be = open_backend(backend, cfg, weights, checkpoint, onnx, img_size, None, threads, log=_log, engine=engine,
+                      contexts=contexts, cuda_graph=cuda_graph)
     with be:
         res = run_benchmark(be, batches, iterations=iterations, warmup=warmup, end_to_end=end_to_end,
-                            images=str(images) if images is not None else None, threads=threads, log=_log)
+                            images=str(images) if images is not None else None, threads=threads, log=_log,
+                            preprocess_on=preprocess)
     typer.echo(format_device(res))
     typer.echo("input: %s; %d timed + %d warm-up iterations per batch size" % (res["input"], iterations, warmup))
     typer.echo(format_table(res))
     if json_path is not None:
         atomic_write_text(json_path, json.dumps(res, indent=2) + "\n")
         typer.echo("results JSON: %s" % json_path.resolve())
+
+
+@app.command()
+@_command
+def selftest(
+    engine: Optional[Path] = typer.Option(None, help="also compare this engine (from `yolo4 build-engine`) with "
+                                          "its source ONNX on ONNX Runtime, on the sample images."),
+    onnx: Optional[Path] = typer.Option(None, help="the engine's source ONNX, when it is not where the "
+                                        "engine's metadata says."),
+    device: int = typer.Option(0, min=0, help="CUDA device index."),
+):
+    """Check this machine: CUDA, driver, TensorRT and pycuda versions, GPU and compute capability; build
+    and run a tiny engine; the DIoU-NMS plugin against the numpy reference; GPU against CPU
+    preprocessing; CUDA graphs. One PASS / FAIL / SKIP line per check; exit status 1 on any FAIL."""
+    from .selftest import format_check, run_selftest
+
+    if engine is not None and not engine.is_file():
+        raise Yolo4Error("engine not found", engine)
+    if onnx is not None and not onnx.is_file():
+        raise Yolo4Error("ONNX model not found", onnx)
+    checks = run_selftest(engine=str(engine) if engine else None, onnx=str(onnx) if onnx else None, device=device,
+                          on_check=lambda c: typer.echo(format_check(c)))
+    counts = {s: sum(c.status == s for c in checks) for s in ("PASS", "FAIL", "SKIP")}
+    typer.echo("%d passed, %d failed, %d skipped" % (counts["PASS"], counts["FAIL"], counts["SKIP"]))
+    if counts["FAIL"]:
+        raise typer.Exit(1)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

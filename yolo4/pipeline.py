@@ -92,7 +92,8 @@ def warn_generic_names(info, log: Log) -> None:
 def open_backend(backend: Optional[str] = None, cfg: Optional[str] = None, weights: Optional[str] = None,
                  checkpoint: Optional[str] = None, onnx: Optional[str] = None,
                  img_size: Optional[int] = None, names: Optional[str] = None,
-                 threads: Optional[int] = None, log: Log = print, engine: Optional[str] = None):
+                 threads: Optional[int] = None, log: Log = print, engine: Optional[str] = None,
+                 contexts: Optional[int] = None, cuda_graph: bool = False):
     """Open any model form as a :class:`yolo4.runtime.backends.base.Backend`.
 
     The backend is chosen from the model form (:func:`yolo4.runtime.backends.model_form`) unless
@@ -106,6 +107,9 @@ def open_backend(backend: Optional[str] = None, cfg: Optional[str] = None, weigh
             fixed size.
         names: class-names file or built-in list (``coco``, ``voc``) replacing the model's names.
         threads: ONNX Runtime intra-op threads (default: physical cores).
+        contexts, cuda_graph: TensorRT engines only: execution contexts to pipeline over (default:
+            2 where the engine allows) and CUDA-graph capture
+            (:class:`~yolo4.runtime.backends.tensorrt_backend.TensorRTBackend`).
 
     Raises:
         Yolo4Error (one line) for unknown backends, a backend that cannot run the model form, missing
@@ -126,7 +130,9 @@ def open_backend(backend: Optional[str] = None, cfg: Optional[str] = None, weigh
         check_input_size(img_size)  # early, before any loading; the stride is checked again below
     name_list = resolve_names(names) if names is not None else None
     if form == "engine":
-        return _open_engine(kind, path, log)
+        return _open_engine(kind, path, log, contexts=contexts, cuda_graph=cuda_graph)
+    if contexts is not None or cuda_graph:
+        log("warning: --contexts and --cuda-graph apply to TensorRT engines (--engine); ignored")
     if form == "onnx":
         be = create_backend("onnxruntime", path=path, threads=threads)
         if img_size is not None and tuple(be.info.input_hw) != (img_size, img_size):
@@ -151,7 +157,7 @@ def open_backend(backend: Optional[str] = None, cfg: Optional[str] = None, weigh
     return create_backend("onnxruntime", path=str(onnx_path), threads=threads)
 
 
-def _open_engine(kind: str, path: str, log: Log):
+def _open_engine(kind: str, path: str, log: Log, contexts: Optional[int] = None, cuda_graph: bool = False):
     """A TensorRT engine on the TensorRT backend: it reads the metadata sidecar first (a missing or
     foreign sidecar, another TensorRT release or GPU, TensorRT or pycuda not installed: one line each),
     then loads plugins and deserializes."""
@@ -159,7 +165,7 @@ def _open_engine(kind: str, path: str, log: Log):
 
     if not os.path.isfile(path):
         raise Yolo4Error("engine not found", path)
-    return create_backend(kind, path=path)
+    return create_backend(kind, path=path, contexts=contexts, cuda_graph=cuda_graph)
 
 
 def detections_to_json(det, names: Sequence[str]) -> List[Dict[str, Any]]:
@@ -178,121 +184,255 @@ def detections_to_json(det, names: Sequence[str]) -> List[Dict[str, Any]]:
 def run_infer(sources: Sequence[str], backend, conf: float = 0.25, iou: float = 0.45,
               max_det: int = 300, output_dir: Optional[str] = "runs/infer",
               save_json: Optional[str] = None, batch: int = 1, progress: bool = True,
-              log: Log = print) -> List[Dict[str, Any]]:
-    """Detect objects in images, folders, globs and videos; annotate and collect JSON results.
+              log: Log = print, vid_stride: int = 1, show: bool = False, save_jsonl: Optional[str] = None,
+              reconnect: int = 5, fps_overlay: bool = True,
+              open_capture: Optional[Callable[..., Any]] = None, preprocess_on: str = "cpu") -> List[Dict[str, Any]]:
+    """Detect objects in images, folders, globs, video files, cameras, streams and GStreamer pipelines.
 
-    Annotated images are written to ``output_dir/<name>``, videos to ``output_dir/<stem>.mp4``; two
-    inputs with the same file name get ``<stem>_2<ext>``, ... so no output overwrites another.
-    A corrupt or missing image is skipped with a one-line warning; the rest are processed. The
-    speed line (ms per image: preprocess, inference, NMS) is logged at the end.
+    Sources are processed in the order given; videos, cameras and streams are decoded on a background
+    thread each (:class:`~yolo4.runtime.frame_reader.FrameReader`: a file never drops frames, a live
+    source keeps the newest frames and is reopened with back-off when it drops). Frames (and still
+    images) are grouped into batches of up to ``batch`` per :meth:`Detector.detect` call, across
+    sources, order kept. Annotated images are written to ``output_dir/<name>``, videos (files and
+    live sources) to ``output_dir/<stem>.mp4`` with an FPS overlay; two inputs with the same name get
+    ``<stem>_2<ext>``, ... A corrupt or missing input is skipped with a one-line warning. The speed
+    line (ms per image: preprocess, inference, NMS) is logged at the end, with the frames dropped,
+    skipped and the reconnects when not zero.
+
+    Args:
+        sources: see :func:`yolo4.runtime.sources.iter_sources`; also GStreamer pipeline strings.
+        backend: a :class:`~yolo4.runtime.backends.base.Backend`.
+        conf, iou, max_det: score threshold, NMS threshold (0..1), detections per image.
+        output_dir: folder for annotated media; None = none written.
+        save_json: write the returned list as one JSON file at the end.
+        batch: frames per :meth:`Detector.detect` call (>= 1).
+        vid_stride: process every ``vid_stride``-th frame of videos and live sources.
+        show: show annotated frames in a window when a display exists (``q`` / Esc stops the run
+            as if the sources ended); otherwise one warning line.
+        save_jsonl: write one JSON object per image/frame, ``{"source", "frame" (None for an image),
+            "time_s" (position in a video file / seconds since a live source opened; None for an
+            image), "detections": [...]}``, as it goes (temp file renamed at the end).
+        reconnect: reopen attempts of a live source that drops (0 = end it at once).
+        fps_overlay: draw the loop's frames per second (last 30 frames) on videos and ``show``.
+        open_capture: the capture factory for videos and live sources (default ``cv2.VideoCapture``).
+        preprocess_on: ``"cpu"`` or ``"gpu"`` (:class:`Detector`; TensorRT engines only).
+
+    Batches are submitted to the backend and up to ``backend.pipeline_depth`` of them are in flight
+    (TensorRT: one per execution context) while earlier ones are drawn and written.
 
     Returns:
         ``[{"image": path, "frame": int (videos only), "output": annotated file (when written),
-        "detections": [...]}]`` with bbox_xyxy in original-image pixels; also written to
-        ``save_json`` when given.
+        "detections": [...]}]`` with bbox_xyxy in original-image pixels, for still images and video
+        files only: live sources are unbounded, their results go to ``save_jsonl`` (and the
+        outputs) only. Also written to ``save_json`` when given.
+
+    Raises:
+        Yolo4Error: no input could be read; a video writer cannot be opened.
+        KeyboardInterrupt: on Ctrl-C, after stopping the readers and finishing every output written
+            so far (videos, ``save_json``, ``save_jsonl``); one line ``interrupted after N frames``.
+        ValueError: ``batch`` or ``vid_stride`` < 1, ``reconnect`` < 0.
     """
+    import cv2
+
+    from .data.images import imread
     from .errors import ImageReadError
     from .runtime.detector import Detector
     from .runtime.draw import draw_detections
-    from .runtime.sources import iter_sources
+    from .runtime.frame_reader import Frame, FrameReader
+    from .runtime.sources import IMAGE, LIVE, expand_sources, source_kind
+    from .runtime.video_out import FpsMeter, JsonLinesOutput, VideoOutput, Viewer, draw_fps, video_fps
 
+    if batch < 1 or vid_stride < 1 or reconnect < 0:
+        raise ValueError("batch and vid_stride must be >= 1, reconnect >= 0")
     names = backend.info.names
-    detector = Detector(backend, score_threshold=conf, iou_threshold=iou, max_output_boxes=max_det)
+    detector = Detector(backend, batch_size=batch, preprocess_on=preprocess_on, score_threshold=conf,
+                        iou_threshold=iou, max_output_boxes=max_det)
     results: List[Dict[str, Any]] = []
     writers: Dict[str, Any] = {}
     outputs: Dict[str, Path] = {}
     used: set = set()
+    live: set = set()
+    readers: List[Any] = []
     out_dir = Path(output_dir) if output_dir else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-    skipped = 0
-    try:
-        items = iter_sources(list(sources))
-        if progress:
-            from tqdm import tqdm
-            items = tqdm(items, desc="infer", unit="img", leave=False)
-        for path, frame, image in items:
-            if isinstance(image, ImageReadError):
-                log("warning: skipped %s" % image)
-                skipped += 1
+    jsonl = JsonLinesOutput(save_jsonl) if save_jsonl else None
+    viewer = Viewer(log) if show else None
+    meter = FpsMeter(30)
+    counts = {"skipped": 0, "frames": 0}
+
+    def frames():
+        for src in expand_sources(list(sources)):
+            if isinstance(src, ImageReadError):
+                yield Frame(src.path or "", None, src, None)
                 continue
-            det = detector.detect([image])[0]
-            rec: Dict[str, Any] = {"image": str(path)}
-            if frame is not None:
-                rec["frame"] = int(frame)
-            key = str(path)
+            kind = source_kind(src)
+            if kind == IMAGE:
+                try:
+                    yield Frame(src, None, imread(src), None)
+                except ImageReadError as e:
+                    yield Frame(src, None, e, None)
+                continue
+            if kind == LIVE:
+                live.add(src)
+            reader = FrameReader(src, vid_stride, live=kind == LIVE,
+                                 queue_size=max(2, batch) if kind == LIVE else max(8, 2 * batch),
+                                 reconnect=reconnect, open_capture=open_capture or cv2.VideoCapture, log=log)
+            readers.append(reader)
+            with reader:
+                yield from reader
+
+    inflight: List[Any] = []  # (chunk, ticket): up to detector.pipeline_depth batches on the device
+
+    def process(chunk: List[Any]) -> bool:
+        """Submit a batch; handle the oldest in flight once the pipeline is full. False = stop."""
+        inflight.append((chunk, detector.submit([f.image for f in chunk])))
+        if len(inflight) >= detector.pipeline_depth:
+            return handle(*inflight.pop(0))
+        return True
+
+    def drain() -> bool:
+        go_on = True
+        while inflight and go_on:
+            go_on = handle(*inflight.pop(0))
+        inflight.clear()
+        return go_on
+
+    def handle(chunk: List[Any], ticket: Any) -> bool:
+        dets = detector.collect(ticket)
+        fps = meter.tick(len(chunk))
+        go_on = True
+        for f, det in zip(chunk, dets):
+            key, is_video = str(f.path), f.frame_index is not None
+            rec: Dict[str, Any] = {"image": key}
+            if is_video:
+                rec["frame"] = int(f.frame_index)
             if out_dir is not None:
                 if key not in outputs:
-                    name = Path(key).name if frame is None else Path(key).stem + ".mp4"
+                    name = Path(key).name if not is_video else _video_output_stem(key, key in live) + ".mp4"
                     outputs[key] = out_dir / unique_name(name or "stream.mp4", used)
                 rec["output"] = str(outputs[key])
             rec["detections"] = detections_to_json(det, names)
-            results.append(rec)
-            if out_dir is not None:
-                drawn = draw_detections(image, det, names)
-                if frame is None:
-                    _atomic_imwrite(outputs[key], drawn)
-                else:
-                    if key not in writers:
-                        writers[key] = _VideoOut(outputs[key], _video_fps(key), drawn.shape[1], drawn.shape[0])
-                    writers[key].write(drawn)
+            if key not in live:
+                results.append(rec)
+            if jsonl is not None:
+                jsonl.write({"source": key, "frame": rec.get("frame"),
+                             "time_s": None if f.time_s is None else round(float(f.time_s), 4),
+                             "detections": rec["detections"]})
+            counts["frames"] += 1
+            if out_dir is None and viewer is None:
+                continue
+            drawn = draw_detections(f.image, det, names)
+            if out_dir is not None and not is_video:
+                _atomic_imwrite(outputs[key], drawn)
+            if fps_overlay and (is_video or viewer is not None):
+                draw_fps(drawn, fps)
+            if out_dir is not None and is_video:
+                if key not in writers:
+                    writers[key] = VideoOutput(outputs[key], video_fps(key) / vid_stride, drawn.shape[1],
+                                               drawn.shape[0])
+                writers[key].write(drawn)
+            if viewer is not None and not viewer.show(drawn):
+                go_on = False
+        return go_on
+
+    def finish() -> None:
+        for r in readers:
+            r.close()
         for w in writers.values():
             w.close()
+        if jsonl is not None:
+            jsonl.close()
+        if save_json:
+            atomic_write_text(save_json, json.dumps(results, indent=1))
+
+    try:
+        items = frames()
+        if progress:
+            from tqdm import tqdm
+            items = tqdm(items, desc="infer", unit="frame", leave=False)
+        pending: List[Any] = []
+        stopped = False
+        meter.start()
+        held: List[ImageReadError] = []  # a first unreadable input, said once: as the error if alone
+        for f in items:
+            if isinstance(f.image, ImageReadError):
+                counts["skipped"] += 1
+                if held:
+                    log("warning: skipped %s" % held.pop())
+                if counts["skipped"] == 1 and not pending and not counts["frames"]:
+                    held.append(f.image)
+                else:
+                    log("warning: skipped %s" % f.image)
+                continue
+            if held:
+                log("warning: skipped %s" % held.pop())
+            pending.append(f)
+            if len(pending) >= batch:
+                chunk, pending = pending, []
+                if not process(chunk):
+                    stopped = True
+                    break
+        if pending and not stopped:
+            stopped = not process(pending)
+        if not stopped:
+            drain()
+        for r in readers:
+            r.close()
+        if counts["skipped"] == 1 and not counts["frames"] and held:
+            raise held.pop()  # the one input, and why it cannot be read
+        if held:
+            log("warning: skipped %s" % held.pop())
+        if counts["skipped"] and not counts["frames"]:
+            raise Yolo4Error("no readable image or video among %d input(s)" % counts["skipped"],
+                             sources[0] if len(sources) == 1 else None)
+        finish()
+    except KeyboardInterrupt:
+        try:
+            drain()  # the batches already on the device: their frames are written too
+        except KeyboardInterrupt:
+            pass
+        finish()
+        log("interrupted after %d frames: outputs finished" % counts["frames"])
+        raise
     finally:
+        for r in readers:
+            r.close()
         for w in writers.values():
             w.abort()
-    if skipped and not results:
-        raise Yolo4Error("no readable image or video among %d input(s)" % skipped,
-                         sources[0] if len(sources) == 1 else None)
-    if save_json:
-        atomic_write_text(save_json, json.dumps(results, indent=1))
-    if skipped:
-        log("%d input(s) skipped (unreadable)" % skipped)
+        if jsonl is not None:
+            jsonl.abort()
+        if viewer is not None:
+            viewer.close()
+    if counts["skipped"]:
+        log("%d input(s) skipped (unreadable)" % counts["skipped"])
+    extra = []
+    for label, n in (("frame(s) dropped (live source faster than inference)", sum(r.stats.dropped for r in readers)),
+                     ("undecodable frame(s) skipped", sum(r.stats.skipped for r in readers)),
+                     ("reconnect(s)", sum(r.stats.reconnects for r in readers))):
+        if n:
+            extra.append("%d %s" % (n, label))
+    if extra:
+        log("; ".join(extra))
     if detector.timings.images:
         log(detector.timings.summary(backend.info.input_hw))
     return results
 
 
-def _video_fps(path: str, default: float = 30.0) -> float:
-    """Frame rate of a video file (frames per second); ``default`` for cameras/streams or when unknown."""
-    import cv2
+def _video_output_stem(source: str, is_live: bool) -> str:
+    """The file stem of the annotated video of ``source``: a video file's stem; for a live source a
+    safe name: ``camera0``, the last part of a URL's path (or its host), ``gstreamer``."""
+    import re
 
-    cap = cv2.VideoCapture(path)
-    try:
-        fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
-    finally:
-        cap.release()
-    return float(fps) if fps and 0 < fps < 1000 else default
-
-
-class _VideoOut:
-    """An annotated video written to a temp file and renamed onto ``target`` only when complete."""
-
-    def __init__(self, target: Path, fps: float, width: int, height: int) -> None:
-        import cv2
-
-        from .fileio import sibling_temp
-
-        self.target = target
-        self.tmp = sibling_temp(target, target.suffix)
-        self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-        if not self.writer.isOpened():
-            raise Yolo4Error("cannot open a video writer (codec mp4v)", target)
-        self.done = False
-
-    def write(self, frame) -> None:
-        self.writer.write(frame)
-
-    def close(self) -> None:
-        self.writer.release()
-        os.replace(str(self.tmp), str(self.target))
-        self.done = True
-
-    def abort(self) -> None:
-        if not self.done:
-            self.writer.release()
-            if self.tmp.exists():
-                self.tmp.unlink()
+    if not is_live:
+        return Path(source).stem
+    if source.isdigit():
+        return "camera" + source
+    if "!" in source:
+        return "gstreamer"
+    rest = source.split("://", 1)[-1].split("?", 1)[0].rstrip("/")
+    part = rest.rsplit("/", 1)[-1] if "/" in rest else rest.split("@")[-1]
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.splitext(part)[0]).strip("._") or "stream"
 
 
 def _atomic_imwrite(path: Path, image) -> None:
@@ -346,7 +486,7 @@ def class_mapping(dataset_names: Sequence[str], model_names: Sequence[str], by_n
 def run_eval(data: str, backend, conf: float = 0.001, iou: float = 0.45, max_det: int = 300,
              batch: int = 8, split: str = "val", save_json: Optional[str] = None,
              match_names: bool = False, pr_conf: float = 0.25, progress: bool = True,
-             log: Log = print) -> Dict[str, Any]:
+             log: Log = print, preprocess_on: str = "cpu") -> Dict[str, Any]:
     """COCO mAP@[.5:.95] and mAP@.5 (pycocotools) of a backend on a labelled dataset split.
 
     The model's class names must be the dataset's, in the same order (``match_names`` maps them by
@@ -366,8 +506,8 @@ def run_eval(data: str, backend, conf: float = 0.001, iou: float = 0.45, max_det
     ds = load_dataset(data, split)
     ds.report_warnings(log, split, limit=20)
     mapping = class_mapping(ds.names, backend.info.names, by_name=match_names, source=str(data), log=log)
-    detector = Detector(backend, batch_size=batch, score_threshold=conf, iou_threshold=iou,
-                        max_output_boxes=max_det)
+    detector = Detector(backend, batch_size=batch, preprocess_on=preprocess_on, score_threshold=conf,
+                        iou_threshold=iou, max_output_boxes=max_det)
     preds = predict_split(detector, ds, batch_size=batch, progress=progress, log=log)
     if mapping is not None:
         lut = np.asarray(mapping, np.int64)

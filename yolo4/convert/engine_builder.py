@@ -42,12 +42,15 @@ from ..model_info import ModelInfo
 from ..runtime.engine_meta import AHEAD_OF_TIME, EngineMeta, cuda_device, write_engine_meta
 from . import trt_compat as compat
 
-__all__ = ["build_engine", "BuildResult", "OnnxFacts", "read_onnx_facts", "onnx_precision", "parse_batch",
+__all__ = ["build_engine", "DEFAULT_CONTEXTS", "BuildResult", "OnnxFacts", "read_onnx_facts", "onnx_precision", "parse_batch",
            "DEFAULT_BATCH", "CALIB_METHODS", "DEFAULT_CALIB_IMAGES"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 Log = Callable[[str], Any]
 
+#: execution contexts a dynamic-batch engine is built for (one optimization profile each): two let the
+#: runtime upload and post-process one batch while the GPU runs the other
+DEFAULT_CONTEXTS = 2
 #: ``(min, opt, max)`` batch of the optimization profile of a dynamic-batch ONNX
 DEFAULT_BATCH = (1, 4, 8)
 #: ``--calib-method`` values: entropy and minmax for both quantizations, percentile explicit only
@@ -321,8 +324,8 @@ def build_engine(onnx_path: PathLike, output: PathLike, fp16: bool = False, int8
                  quantization: str = "auto", batch: Union[str, Sequence[int], None] = None,
                  workspace: Optional[int] = None, dla_core: Optional[int] = None,
                  timing_cache: Optional[PathLike] = None, plugin_libs: Sequence[PathLike] = (),
-                 int8_exclude: Sequence[str] = (), verbose: bool = False, log: Optional[Log] = print,
-                 progress_stream: Any = None) -> BuildResult:
+                 int8_exclude: Sequence[str] = (), contexts: int = DEFAULT_CONTEXTS, verbose: bool = False,
+                 log: Optional[Log] = print, progress_stream: Any = None) -> BuildResult:
     """Build a TensorRT engine from a yolo4 ONNX and write it with its metadata sidecar.
 
     Args:
@@ -351,6 +354,10 @@ def build_engine(onnx_path: PathLike, output: PathLike, fp16: bool = False, int8
         plugin_libs: plugin libraries to load before parsing (not TensorRT for RTX).
         int8_exclude: INT8 only: layers to keep in float, darknet layer indices (``"12"``,
             ``"12-15"``, explicit only) or globs on ONNX node names (``"/layers.3*/conv/Conv"``).
+        contexts: execution contexts the runtime may run at once (default :data:`DEFAULT_CONTEXTS`):
+            a dynamic-batch engine gets this many identical optimization profiles, because TensorRT
+            lets one dynamic-shape profile serve one context at a time; the TensorRT backend
+            pipelines batches over them. A fixed-batch engine needs none.
         verbose: show TensorRT's log at INFO (default: warnings and errors only).
         log: one-line progress messages (None = silent).
         progress_stream: where the elapsed-time line goes (default stderr).
@@ -370,6 +377,8 @@ def build_engine(onnx_path: PathLike, output: PathLike, fp16: bool = False, int8
     out = Path(os.fspath(output))
     method = calib_method.strip().lower() if calib_method else None
     _check_inputs(onnx_p, out, method, calib_images, workspace, dla_core, plugin_libs, timing_cache, calib_cache)
+    if int(contexts) < 1:
+        raise Yolo4Error(f"contexts must be >= 1, got {contexts}")
     batch_range = parse_batch(batch)
     facts = read_onnx_facts(onnx_p)
     compat.check_precision_request(facts.precision, fp16, int8, quantization, method)
@@ -438,10 +447,19 @@ def build_engine(onnx_path: PathLike, output: PathLike, fp16: bool = False, int8
     config = builder.create_builder_config()
     compat.set_detailed_profiling(api, config)
     profile = None
+    num_profiles = 1
     if any(d < 0 for d in input_shape):
-        profile = builder.create_optimization_profile()
-        profile.set_shape(input_name, shapes["min"], shapes["opt"], shapes["max"])
-        config.add_optimization_profile(profile)
+        # one identical profile per execution context the runtime may run at once: TensorRT lets a
+        # dynamic-shape profile serve one context at a time (the runtime pipelines over them)
+        num_profiles = int(contexts)
+        for _ in range(num_profiles):
+            p = builder.create_optimization_profile()
+            p.set_shape(input_name, shapes["min"], shapes["opt"], shapes["max"])
+            config.add_optimization_profile(p)
+            profile = profile or p
+        if int(config.num_optimization_profiles) != num_profiles:
+            raise Yolo4Error(f"TensorRT kept {config.num_optimization_profiles} of {num_profiles} optimization "
+                             "profiles; try --contexts 1")
     compat.apply_precision(api, builder, config, plan)
     if targets:
         compat.set_compute_capabilities(api, config, targets)
@@ -511,7 +529,7 @@ def build_engine(onnx_path: PathLike, output: PathLike, fp16: bool = False, int8
         calib_digest=calib_digest,
         calib_method=method if calib_set is not None else "",
         calib_images=len(calib_set.paths) if calib_set is not None else 0,
-        dla_core=dla_core, plugin_libraries=plugins, layer_precisions=layers,
+        dla_core=dla_core, plugin_libraries=plugins, layer_precisions=layers, num_profiles=num_profiles,
         build_time_s=round(build_time, 3), built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         yolo4_version=__version__)
     meta_path = write_engine_meta(out, meta)

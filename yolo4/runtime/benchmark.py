@@ -200,7 +200,7 @@ def _timed(fn: Callable[[int], Any], warmup: int, iterations: int, desc: str, pr
 
 def run_benchmark(backend: Any, batches: Sequence[int] = (1,), iterations: int = 50, warmup: int = 5,
                   end_to_end: bool = False, images: Optional[str] = None, threads: Optional[int] = None,
-                  progress: bool = True, log: Log = print) -> Dict[str, Any]:
+                  progress: bool = True, log: Log = print, preprocess_on: str = "cpu") -> Dict[str, Any]:
     """Time ``backend`` at each batch size.
 
     Args:
@@ -213,6 +213,7 @@ def run_benchmark(backend: Any, batches: Sequence[int] = (1,), iterations: int =
             of the forward pass alone.
         images: folder of images [default: darknet's sample images, else a synthetic image].
         threads: the ONNX Runtime thread count the backend was opened with (reported only).
+        preprocess_on: end to end only: ``"cpu"`` or ``"gpu"`` (TensorRT: the preprocessing kernel).
 
     Returns:
         ``{"mode", "model", "device", "input", "iterations", "warmup", "skipped_batches",
@@ -250,7 +251,7 @@ def run_benchmark(backend: Any, batches: Sequence[int] = (1,), iterations: int =
             _read_all(paths)  # a bad image fails here, before any timing
         for b in batches:
             if end_to_end:
-                detector = Detector(backend, batch_size=b)
+                detector = Detector(backend, batch_size=b, preprocess_on=preprocess_on)
 
                 def step(i: int, b: int = b, detector: Any = detector) -> Any:
                     chunk = [imread(paths[(i * b + k) % len(paths)]) for k in range(b)]

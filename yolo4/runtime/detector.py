@@ -12,12 +12,13 @@ Python 3.8, torch-free (the torch backend imports torch itself).
 
 import time
 import warnings
+from collections import deque
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import Yolo4Warning
+from ..errors import Yolo4Error, Yolo4Warning
 from .backends.base import Backend
 from .nms_params import NmsParams
 from .postprocess import Detections, postprocess
@@ -151,20 +152,29 @@ class Detector:
             ``NmsParams.for_model(backend.info)`` (score > 0.25, NMS 0.45, the cfg's nms_kind, at
             most 300 detections per image); for a model with NMS in its graph, the graph's nms_kind,
             beta_nms and class mode.
-        batch_size: images per backend call; default ``backend.fixed_batch``, else 8.
+        batch_size: images per backend call; default ``backend.fixed_batch``, else 8 (never more
+            than ``backend.max_batch``).
+        preprocess_on: ``"cpu"`` (default: :func:`~yolo4.runtime.preprocess.preprocess`) or ``"gpu"``
+            (the backend's ``submit_frames``: one CUDA kernel, TensorRT backend only).
         **overrides: :class:`NmsParams` fields to change (``score_threshold=0.001``).
 
     Attributes:
         params: the :class:`NmsParams` in use.
         timings: :class:`Timings` accumulated over every :meth:`detect` call.
 
+    Pipelining: batches are handed to ``backend.submit`` and up to ``backend.pipeline_depth`` of them
+    are in flight (the TensorRT backend: one per execution context), so the next batch is
+    preprocessed and the previous one post-processed while the GPU works; results come back in
+    input order. Backends without it (depth 1) run one batch at a time.
+
     Raises:
         ValueError: ``batch_size < 1`` or an :class:`NmsParams` field out of range.
         TypeError: an override that is not an :class:`NmsParams` field.
+        Yolo4Error: ``preprocess_on="gpu"`` with a backend that cannot (not TensorRT).
     """
 
     def __init__(self, backend: Backend, params: Optional[NmsParams] = None, batch_size: Optional[int] = None,
-                 **overrides: Any) -> None:
+                 preprocess_on: str = "cpu", **overrides: Any) -> None:
         self.backend = backend
         baked = getattr(backend, "nms_params", None) if getattr(backend, "nms", None) else None
         if params is None and baked is not None:  # the graph's NMS kind is the model's
@@ -178,6 +188,14 @@ class Detector:
         self.batch_size = int(batch_size or backend.fixed_batch or 8)
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if backend.max_batch:
+            self.batch_size = min(self.batch_size, int(backend.max_batch))
+        if preprocess_on not in ("cpu", "gpu"):
+            raise ValueError(f"preprocess_on must be 'cpu' or 'gpu', got {preprocess_on!r}")
+        if preprocess_on == "gpu" and not hasattr(backend, "submit_frames"):
+            raise Yolo4Error(f"GPU preprocessing needs the TensorRT backend (a .engine); the {backend.name} "
+                             "backend preprocesses on the CPU")
+        self.preprocess_on = preprocess_on
         self.timings = Timings()
         nms = getattr(backend, "nms", None)
         if nms:
@@ -208,30 +226,74 @@ class Detector:
         Raises:
             ValueError: an image that is not uint8 HxWx3 (or grey/BGRA).
         """
-        info = self.backend.info
         out: List[Detections] = []
-        t = self.timings
+        queue: Deque[List[Tuple[Any, list, int]]] = deque()
         for s in range(0, len(images), self.batch_size):
-            chunk = images[s:s + self.batch_size]
-            t0 = time.perf_counter()
-            batch, transforms = preprocess(chunk, info.input_hw, info.letter_box)
-            t1 = time.perf_counter()
-            outs = self.backend(batch)
-            t2 = time.perf_counter()
-            if getattr(self.backend, "nms", None):
-                dets = [self._refilter(d) for d in detections_from_nms_outputs(*outs)]
-            else:
-                dets = postprocess(outs[0], outs[1], self.params, input_hw=info.input_hw, transforms=transforms)
-            for d, tr in zip(dets, transforms):
-                out.append(Detections(scale_boxes_to_original(d.boxes, tr), d.scores, d.class_ids))
-            t3 = time.perf_counter()
-            t.preprocess += t1 - t0
-            t.inference += t2 - t1
-            t.nms += t3 - t2
-            t.images += len(chunk)
+            queue.append(self.submit(images[s:s + self.batch_size]))
+            if len(queue) >= self.pipeline_depth:
+                out.extend(self.collect(queue.popleft()))
+        while queue:
+            out.extend(self.collect(queue.popleft()))
         return out
 
     __call__ = detect
+
+    @property
+    def pipeline_depth(self) -> int:
+        """Batches worth keeping in flight (``backend.pipeline_depth``; 1 for synchronous backends)."""
+        return max(1, int(getattr(self.backend, "pipeline_depth", 1)))
+
+    def submit(self, images: Sequence[np.ndarray]) -> List[Tuple[Any, list, int]]:
+        """Preprocess ``images`` and start the backend on them without waiting (the streaming half of
+        :meth:`detect`): pass the returned ticket to :meth:`collect`, in submission order, keeping at
+        most :attr:`pipeline_depth` tickets outstanding. More than ``batch_size`` images are split
+        into several backend batches.
+
+        Raises:
+            ValueError: an image that is not uint8 HxWx3 (or grey/BGRA).
+        """
+        info = self.backend.info
+        t = self.timings
+        ticket = []
+        for s in range(0, len(images), self.batch_size):
+            chunk = images[s:s + self.batch_size]
+            t0 = time.perf_counter()
+            if self.preprocess_on == "gpu":  # upload, kernel and enqueue: counted as preprocessing
+                pending, transforms = self.backend.submit_frames(chunk)  # type: ignore[attr-defined]
+                t.preprocess += time.perf_counter() - t0
+            else:
+                batch, transforms = preprocess(chunk, info.input_hw, info.letter_box)
+                t1 = time.perf_counter()
+                pending = self.backend.submit(batch)  # a synchronous backend runs the network here
+                t.preprocess += t1 - t0
+                t.inference += time.perf_counter() - t1
+            ticket.append((pending, transforms, len(chunk)))
+        return ticket
+
+    def collect(self, ticket: List[Tuple[Any, list, int]]) -> List[Detections]:
+        """Wait for a :meth:`submit` ticket; one :class:`Detections` per image, as :meth:`detect`."""
+        out: List[Detections] = []
+        for pending, transforms, n in ticket:
+            out.extend(self._collect(pending, transforms, n))
+        return out
+
+    def _collect(self, pending: Any, transforms: list, n: int) -> List[Detections]:
+        """Wait for one batch's outputs, run the NMS and map boxes back to the images."""
+        t = self.timings
+        t1 = time.perf_counter()
+        outs = pending.result()
+        t2 = time.perf_counter()
+        if getattr(self.backend, "nms", None):
+            dets = [self._refilter(d) for d in detections_from_nms_outputs(*outs)]
+        else:
+            dets = postprocess(outs[0], outs[1], self.params, input_hw=self.backend.info.input_hw,
+                               transforms=transforms)
+        out = [Detections(scale_boxes_to_original(d.boxes, tr), d.scores, d.class_ids)
+               for d, tr in zip(dets, transforms)]
+        t.inference += t2 - t1
+        t.nms += time.perf_counter() - t2
+        t.images += n
+        return out
 
     def _refilter(self, d: Detections) -> Detections:
         """Final detections of an NMS-ended model: ``score > score_threshold``, at most ``max_output_boxes``."""

@@ -87,6 +87,8 @@ class EngineMeta:
             them before deserializing.
         layer_precisions: ``{precision: number of engine layers}`` as reported by TensorRT (engine
             inspector or build log), empty when TensorRT did not say.
+        num_profiles: optimization profiles in the engine (identical copies of :attr:`profile`, one per
+            execution context the runtime may run at once; 1 for engines from before yolo4 recorded it).
         build_time_s: TensorRT build time in seconds (parsing and calibration excluded).
         built_at: UTC time of the build, ISO 8601.
         yolo4_version: the yolo4 release that built it.
@@ -115,6 +117,7 @@ class EngineMeta:
     dla_core: Optional[int] = None
     plugin_libraries: List[str] = field(default_factory=list)
     layer_precisions: Dict[str, int] = field(default_factory=dict)
+    num_profiles: int = 1
     build_time_s: float = 0.0
     built_at: str = ""
     yolo4_version: str = ""
@@ -250,6 +253,9 @@ def _from_dict(d: Mapping[str, Any], path: str) -> EngineMeta:
             raise ValueError("layer_precisions must be an object of integers")
     if kw.get("dla_core") is not None and (not isinstance(kw["dla_core"], int) or kw["dla_core"] < 0):
         raise ValueError("dla_core must be a non-negative integer or null")
+    if "num_profiles" in kw and (not isinstance(kw["num_profiles"], int) or isinstance(kw["num_profiles"], bool)
+                                 or kw["num_profiles"] < 1):
+        raise ValueError("num_profiles must be a positive integer")
     if "build_time_s" in kw and not isinstance(kw["build_time_s"], (int, float)):
         raise ValueError("build_time_s must be a number")
     meta = EngineMeta(**kw)

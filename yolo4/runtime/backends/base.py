@@ -17,7 +17,7 @@ import numpy as np
 from ...model_info import ModelInfo
 from ..nms_params import NmsParams
 
-__all__ = ["Backend", "NMS_GRAPH_KINDS", "NMS_METADATA_KEYS", "nms_metadata", "read_nms_metadata"]
+__all__ = ["Backend", "Pending", "Done", "NMS_GRAPH_KINDS", "NMS_METADATA_KEYS", "nms_metadata", "read_nms_metadata"]
 
 #: kinds of NMS a graph can end with (``yolo4 export --nms``; ``none`` = decoded boxes/scores)
 NMS_GRAPH_KINDS = ("plugin", "efficient", "trt")
@@ -45,6 +45,25 @@ def read_nms_metadata(meta: Mapping[str, str]) -> Tuple[Optional[str], Optional[
     except (KeyError, TypeError, ValueError):
         params = None
     return str(kind), params
+
+
+class Pending(abc.ABC):
+    """Outputs of a batch handed to :meth:`Backend.submit`, possibly still being computed."""
+
+    @abc.abstractmethod
+    def result(self) -> Tuple[np.ndarray, ...]:
+        """Wait for the batch and return its outputs (as :meth:`Backend.__call__` documents); calling
+        it again returns the same arrays."""
+
+
+class Done(Pending):
+    """Outputs that are already computed (what a backend without pipelining returns)."""
+
+    def __init__(self, outputs: Tuple[np.ndarray, ...]) -> None:
+        self._outputs = outputs
+
+    def result(self) -> Tuple[np.ndarray, ...]:
+        return self._outputs
 
 
 class Backend(abc.ABC):
@@ -123,6 +142,22 @@ class Backend(abc.ABC):
             for acc, o in zip(parts, outs):
                 acc.append(o[:n])
         return tuple(np.concatenate(p) for p in parts)
+
+    @property
+    def pipeline_depth(self) -> int:
+        """Batches that may be in flight at once through :meth:`submit` (1: no pipelining)."""
+        return 1
+
+    def submit(self, batch: np.ndarray) -> Pending:
+        """Start running a batch and return a :class:`Pending` whose ``result()`` gives what
+        :meth:`__call__` returns. Backends that run asynchronously (TensorRT: one batch per execution
+        context) return before the work is done, so the caller can prepare the next batch and
+        post-process the previous one meanwhile; this default runs it at once.
+
+        Raises:
+            RuntimeError, ValueError: as :meth:`__call__`.
+        """
+        return Done(self(batch))
 
     @abc.abstractmethod
     def _forward(self, batch: np.ndarray) -> Tuple[np.ndarray, ...]:

@@ -13,14 +13,21 @@ Opening an engine, in this order (each failure is one line naming the engine and
    :func:`~yolo4.runtime.engine_meta.check_engine_compat` (compute capability);
 4. plugin libraries (:func:`plugin_libraries_to_load`: the ones recorded in the metadata, and the
    DIoU-NMS plugin of ``yolo4 build-plugin`` for an engine ending with ``DIoUNMS_TRT``);
-5. deserialization, one execution context, one CUDA stream, and the buffers.
+5. deserialization, then the execution contexts (default two; a dynamic-batch engine runs one per
+   optimization profile it was built with, :func:`usable_contexts`), each with its own CUDA stream,
+   its own buffers and, optionally, a CUDA graph of its enqueue (:mod:`yolo4.runtime.cuda_graph`).
 
 I/O is by tensor name only (``num_io_tensors``, ``get_tensor_name``, ``get_tensor_mode``,
 ``get_tensor_dtype``, ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``: every
 release from 8.5 on; the binding-index API is gone in 10). Page-locked host buffers and device
-buffers are planned (:func:`plan_buffers`) and allocated once, for the largest batch the engine
-takes, and reused: a batch of ``b`` copies host -> device asynchronously, sets the input shape,
-enqueues, copies the outputs back asynchronously and synchronizes the stream once.
+buffers are planned (:func:`plan_buffers`) and allocated once per context, for the largest batch the
+engine takes, and reused: a batch of ``b`` copies host -> device asynchronously, sets the input shape,
+enqueues, copies the outputs back asynchronously and synchronizes its stream once.
+:meth:`TensorRTBackend.submit` returns before the synchronize, so
+:class:`~yolo4.runtime.detector.Detector` keeps up to one batch per context in flight (batches go
+round-robin over the contexts: while batch k runs, batch k+1 uploads and k-1 is post-processed).
+:meth:`TensorRTBackend.submit_frames` does the preprocessing on the GPU
+(:mod:`yolo4.runtime.gpu_preprocess`) straight into the input buffer.
 
 The pure parts (:class:`TensorDesc`, :func:`numpy_dtype`, :func:`plan_buffers`,
 :func:`select_outputs`, :func:`plugin_libraries_to_load`) need neither TensorRT nor a GPU and are
@@ -33,12 +40,13 @@ created, not when this module is imported.
 
 import importlib
 import os
+import warnings
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ...errors import ModelFileError, Yolo4Error
+from ...errors import ModelFileError, Yolo4Error, Yolo4Warning
 from ..engine_meta import (
     AHEAD_OF_TIME,
     EngineMeta,
@@ -48,10 +56,10 @@ from ..engine_meta import (
     read_engine_meta,
 )
 from ..nms_params import NMS_OUTPUT_NAMES
-from .base import Backend, read_nms_metadata
+from .base import Backend, Done, Pending, check_batch, read_nms_metadata
 
-__all__ = ["TensorRTBackend", "TensorDesc", "TensorBuffer", "numpy_dtype", "plan_buffers", "select_outputs",
-           "plugin_libraries_to_load", "INSTALL"]
+__all__ = ["TensorRTBackend", "TensorDesc", "TensorBuffer", "TrtPending", "numpy_dtype", "plan_buffers",
+           "select_outputs", "plugin_libraries_to_load", "usable_contexts", "DEFAULT_CONTEXTS", "INSTALL"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -221,38 +229,114 @@ def _import_pycuda(where: str) -> Any:
     return cuda
 
 
+def usable_contexts(requested: Optional[int], dynamic_batch: bool, num_profiles: int) -> Tuple[int, str]:
+    """How many execution contexts to run, and a warning when fewer than asked.
+
+    TensorRT lets one optimization profile of a dynamic-shape engine serve one execution context at a
+    time, so a dynamic-batch engine runs at most ``num_profiles`` contexts (``yolo4 build-engine
+    --contexts N`` builds N profiles); a fixed-batch engine any number.
+
+    Args:
+        requested: contexts asked for; None = :data:`DEFAULT_CONTEXTS` capped silently.
+        dynamic_batch: the engine's input batch dimension is -1.
+        num_profiles: optimization profiles in the engine (:attr:`EngineMeta.num_profiles`).
+
+    Returns:
+        ``(contexts, warning)``: ``warning`` is "" unless an explicit request was capped.
+
+    Raises:
+        ValueError: ``requested < 1``.
+    """
+    if requested is not None and int(requested) < 1:
+        raise ValueError(f"contexts must be >= 1, got {requested}")
+    want = DEFAULT_CONTEXTS if requested is None else int(requested)
+    limit = max(1, int(num_profiles)) if dynamic_batch else want
+    n = min(want, limit)
+    warning = ""
+    if requested is not None and n < want:
+        warning = (f"the engine has {limit} optimization profile(s), so {n} execution context(s) run at once "
+                   f"(rebuild with `yolo4 build-engine --contexts {want}` for {want})")
+    return n, warning
+
+
+#: execution contexts a TensorRT backend runs by default (when the engine allows them)
+DEFAULT_CONTEXTS = 2
+
+
+class _Slot:
+    """One execution context with its own CUDA stream, I/O buffers (allocated once, for the largest
+    batch) and CUDA graph; batches go round-robin over the slots."""
+
+    def __init__(self, index: int, context: Any, stream: Any) -> None:
+        self.index = index
+        self.context = context
+        self.stream = stream
+        self.host: Dict[str, np.ndarray] = {}
+        self.dev: Dict[str, Any] = {}
+        self.shape: Optional[Tuple[int, ...]] = None  # the input shape set on the context
+        self.warmed = False  # one plain enqueue at ``shape`` happened (TensorRT's rule before capture)
+        self.graph: Any = None  # CudaGraph captured at ``shape``
+        self.pending: Optional[TrtPending] = None
+
+
+class TrtPending(Pending):
+    """A batch enqueued on one execution context: :meth:`result` waits for its stream and returns the
+    outputs (as :meth:`Backend.__call__` documents) for the ``n`` real images."""
+
+    def __init__(self, backend: "TensorRTBackend", slot: _Slot, n: int, plan: Dict[str, TensorBuffer]) -> None:
+        self._backend, self._slot, self._n, self._plan = backend, slot, n, plan
+        self._out: Optional[Tuple[np.ndarray, ...]] = None
+
+    def result(self) -> Tuple[np.ndarray, ...]:
+        if self._out is None:
+            self._out = self._backend._finish(self._slot, self._n, self._plan)
+            if self._slot.pending is self:
+                self._slot.pending = None
+        return self._out
+
+
 class TensorRTBackend(Backend):
     """Run a yolo4 TensorRT engine (see the module docstring for what happens when).
 
     Args:
         path: the engine (``.engine`` / ``.plan``) with its ``.json`` metadata sidecar beside it.
         device: CUDA device index (default 0).
+        contexts: execution contexts to pipeline batches over (default :data:`DEFAULT_CONTEXTS`,
+            capped by :func:`usable_contexts`): while one batch runs on the GPU, the next is uploaded
+            and enqueued on the next context and the previous one is post-processed on the CPU
+            (:meth:`submit`, used by :class:`~yolo4.runtime.detector.Detector`).
+        cuda_graph: capture each context's enqueue into a CUDA graph after one warm-up enqueue at
+            the same batch size and relaunch it (:mod:`yolo4.runtime.cuda_graph`); recaptured when the
+            batch size changes. A capture TensorRT refuses falls back to plain enqueues (one warning).
 
     Attributes:
         info: :class:`ModelInfo` from the metadata.
         meta: the :class:`~yolo4.runtime.engine_meta.EngineMeta`.
         nms, nms_params: the NMS in the engine's graph (None: outputs ``boxes``/``scores``).
         plugins: the plugin libraries loaded for it.
+        contexts: execution contexts in use.
 
     Raises:
         Yolo4Error (ModelFileError): missing engine or metadata; TensorRT or pycuda not installed;
             another TensorRT flavour/release or GPU architecture than the engine's; no CUDA GPU; a
             plugin library missing; TensorRT cannot deserialize the plan; unexpected I/O tensors.
+        ValueError: ``contexts < 1``.
     """
 
     name = "tensorrt"
 
-    def __init__(self, path: PathLike, device: int = 0) -> None:
+    def __init__(self, path: PathLike, device: int = 0, contexts: Optional[int] = None,
+                 cuda_graph: bool = False) -> None:
         self.path = os.fspath(path)
         self._cuda: Any = None
         self._ctx: Any = None
         self._engine: Any = None
-        self._context: Any = None
-        self._stream: Any = None
         self._runtime: Any = None
         self._trt: Any = None
-        self._host: Dict[str, np.ndarray] = {}
-        self._dev: Dict[str, Any] = {}
+        self._slots: List[_Slot] = []
+        self._next = 0
+        self._gpu_pre: Any = None
+        self.cuda_graph = bool(cuda_graph)
         self.plugins: List[str] = []
         if not os.path.isfile(self.path):
             raise ModelFileError("engine not found", self.path)
@@ -263,6 +347,9 @@ class TensorRTBackend(Backend):
         lo, _, hi = self.meta.batch_range
         self._fixed = None if self.meta.dynamic_batch else int(self.meta.input_shape[0])
         self._min_batch, self._max_batch = (int(lo), int(hi)) if self._fixed is None else (self._fixed, self._fixed)
+        self.contexts, warning = usable_contexts(contexts, self.meta.dynamic_batch, self.meta.num_profiles)
+        if warning:
+            warnings.warn(warning, Yolo4Warning, stacklevel=2)
 
         trt = _import_tensorrt(self.meta.trt_flavour, self.meta.trt_version, self.path)
         version = str(getattr(trt, "__version__", "0"))
@@ -348,16 +435,21 @@ class TensorRTBackend(Backend):
                 self.nms = "trt"
             if not nms:
                 self.nms, self.nms_params = None, None
-            context = engine.create_execution_context()
-            if context is None:
-                raise ModelFileError("TensorRT could not create an execution context (out of GPU memory?)",
-                                     self.path)
-            self._context = context
-            self._stream = cuda.Stream()  # one stream for this context
-            for b in self._max_plan.values():  # allocated once, for the largest batch, and reused
-                self._host[b.name] = cuda.pagelocked_empty(b.size, b.dtype)
-                self._dev[b.name] = cuda.mem_alloc(max(b.nbytes, 1))
-                context.set_tensor_address(b.name, int(self._dev[b.name]))
+            for k in range(self.contexts):
+                context = engine.create_execution_context()
+                if context is None:
+                    raise ModelFileError(f"TensorRT could not create execution context {k + 1} of {self.contexts} "
+                                         "(out of GPU memory? try --contexts 1)", self.path)
+                slot = _Slot(k, context, cuda.Stream())  # one stream per context
+                self._slots.append(slot)
+                if self.meta.dynamic_batch and k > 0:  # profile k for context k (profile 0 is the default)
+                    if not context.set_optimization_profile_async(k, slot.stream.handle):
+                        raise ModelFileError(f"TensorRT refused optimization profile {k} (the engine has "
+                                             f"{self.meta.num_profiles})", self.path)
+                for b in self._max_plan.values():  # allocated once, for the largest batch, and reused
+                    slot.host[b.name] = cuda.pagelocked_empty(b.size, b.dtype)
+                    slot.dev[b.name] = cuda.mem_alloc(max(b.nbytes, 1))
+                    context.set_tensor_address(b.name, int(slot.dev[b.name]))
         finally:
             self._ctx.pop()
 
@@ -371,41 +463,138 @@ class TensorRTBackend(Backend):
     def max_batch(self) -> Optional[int]:
         return self._max_batch
 
+    @property
+    def pipeline_depth(self) -> int:
+        return len(self._slots) or 1
+
     def _forward(self, batch: np.ndarray) -> Tuple[np.ndarray, ...]:
+        return self._submit_checked(batch).result()
+
+    def submit(self, batch: np.ndarray) -> Pending:
+        """Enqueue a batch on the next execution context and return at once (see :class:`Pending`).
+
+        Up to :attr:`pipeline_depth` batches are in flight; submitting to a context whose previous
+        batch was not collected waits for that batch first (its :meth:`Pending.result` still works).
+        A batch above :attr:`max_batch` runs synchronously in chunks.
+        """
+        if self._closed:
+            raise RuntimeError(f"{type(self).__name__} is closed")
+        batch = check_batch(batch, self.info.input_hw)
+        if batch.shape[0] > self._max_batch:
+            return Done(self(batch))
+        return self._submit_checked(batch)
+
+    def _next_slot(self) -> _Slot:
+        slot = self._slots[self._next]
+        self._next = (self._next + 1) % len(self._slots)
+        if slot.pending is not None:  # its outputs are about to be overwritten: collect them first
+            slot.pending.result()
+        return slot
+
+    def _submit_checked(self, batch: np.ndarray) -> "TrtPending":
         n = batch.shape[0]
         b = max(n, self._min_batch)  # below the profile's minimum: zero-padded
         plan = {t.name: t for t in plan_buffers(self._descs, b)}
-        if TYPE_CHECKING:
-            import tensorrt as trt
-
-            context: trt.IExecutionContext
-        else:
-            trt = self._trt
-        cuda, stream, context = self._cuda, self._stream, self._context
+        slot = self._next_slot()
         inp = plan[self._input.name]
-        host_in = self._host[inp.name][:inp.size].reshape(inp.shape)
+        host_in = slot.host[inp.name][:inp.size].reshape(inp.shape)
         host_in[:n] = batch.astype(inp.dtype, copy=False)
         if b > n:
             host_in[n:] = 0
         self._ctx.push()
         try:
-            cuda.memcpy_htod_async(self._dev[inp.name], host_in, stream)
-            if not context.set_input_shape(inp.name, trt.Dims(list(inp.shape))):
-                raise RuntimeError(f"{self.path}: TensorRT refused input shape {list(inp.shape)} (profile "
+            self._cuda.memcpy_htod_async(slot.dev[inp.name], host_in, slot.stream)
+            self._enqueue(slot, inp.shape, plan)
+        finally:
+            self._ctx.pop()
+        slot.pending = TrtPending(self, slot, n, plan)
+        return slot.pending
+
+    def submit_frames(self, images: Sequence[np.ndarray]) -> Tuple[Pending, list]:
+        """GPU preprocessing: upload ``HxWx3 uint8`` BGR frames and let one CUDA kernel resize
+        (plain or letterbox, as the model's ``letter_box``), convert BGR->RGB, scale to 0..1 and
+        write ``[B,3,H,W]`` into the engine's input buffer, then enqueue as :meth:`submit` does.
+
+        Returns:
+            ``(pending, transforms)``: the :class:`Pending` outputs and one
+            :class:`~yolo4.runtime.preprocess.Transform` per frame (the CPU path's geometry).
+
+        Raises:
+            Yolo4Error: the preprocessing library is missing (``yolo4 build-plugin`` builds it).
+            ValueError: no frames, or more than :attr:`max_batch`.
+        """
+        if self._closed:
+            raise RuntimeError(f"{type(self).__name__} is closed")
+        n = len(images)
+        if n < 1 or n > self._max_batch:
+            raise ValueError(f"submit_frames takes 1..{self._max_batch} frames, got {n}")
+        b = max(n, self._min_batch)
+        plan = {t.name: t for t in plan_buffers(self._descs, b)}
+        inp = plan[self._input.name]
+        slot = self._next_slot()
+        self._ctx.push()
+        try:
+            if self._gpu_pre is None:
+                from ..gpu_preprocess import GpuPreprocessor
+
+                self._gpu_pre = GpuPreprocessor(self.info.input_hw, self.info.letter_box, self._max_batch,
+                                                dtype=inp.dtype)
+            if b > n:  # padding images of a profile minimum: zeros, as the CPU path
+                pad = inp.nbytes // b
+                self._cuda.memset_d8_async(int(slot.dev[inp.name]) + n * pad, 0, (b - n) * pad, slot.stream)
+            transforms = self._gpu_pre.run(list(images), int(slot.dev[inp.name]), slot.stream)
+            self._enqueue(slot, inp.shape, plan)
+        finally:
+            self._ctx.pop()
+        slot.pending = TrtPending(self, slot, n, plan)
+        return slot.pending, transforms
+
+    def _enqueue(self, slot: _Slot, shape: Tuple[int, ...], plan: Dict[str, TensorBuffer]) -> None:
+        """Set the input shape, run the engine (plain enqueue or its CUDA graph), queue the output copies."""
+        if TYPE_CHECKING:
+            import tensorrt as trt
+        else:
+            trt = self._trt
+        context = slot.context
+        if slot.shape != tuple(shape):
+            if slot.graph is not None:  # captured at another shape
+                slot.graph.destroy()
+                slot.graph = None
+            slot.warmed = False
+            if not context.set_input_shape(self._input.name, trt.Dims(list(shape))):
+                raise RuntimeError(f"{self.path}: TensorRT refused input shape {list(shape)} (profile "
                                    f"{self.meta.profile})")
-            if not context.execute_async_v3(stream.handle):
-                raise RuntimeError(f"{self.path}: TensorRT execution failed (see the TensorRT message above)")
-            views = []
-            for name in self._outputs:
-                t = plan[name]
-                view = self._host[name][:t.size].reshape(t.shape)
-                cuda.memcpy_dtoh_async(view, self._dev[name], stream)
-                views.append(view)
-            stream.synchronize()  # one synchronize per batch
+            slot.shape = tuple(shape)
+        handle = slot.stream.handle
+        if self.cuda_graph and slot.warmed and slot.graph is None:
+            from ..cuda_graph import CudaGraphError, capture
+
+            try:
+                slot.graph = capture(handle, lambda: context.execute_async_v3(handle))
+            except CudaGraphError as e:
+                warnings.warn(f"{self.path}: CUDA graph capture failed ({e}); running without graphs",
+                              Yolo4Warning, stacklevel=3)
+                self.cuda_graph = False
+        if slot.graph is not None:
+            slot.graph.launch(handle)
+        elif not context.execute_async_v3(handle):
+            raise RuntimeError(f"{self.path}: TensorRT execution failed (see the TensorRT message above)")
+        slot.warmed = True
+        for name in self._outputs:
+            t = plan[name]
+            self._cuda.memcpy_dtoh_async(slot.host[name][:t.size], slot.dev[name], slot.stream)
+
+    def _finish(self, slot: _Slot, n: int, plan: Dict[str, TensorBuffer]) -> Tuple[np.ndarray, ...]:
+        """Wait for the slot's stream (one synchronize per batch) and copy its outputs out."""
+        self._ctx.push()
+        try:
+            slot.stream.synchronize()
         finally:
             self._ctx.pop()
         out = []
-        for name, view in zip(self._outputs, views):
+        for name in self._outputs:
+            t = plan[name]
+            view = slot.host[name][:t.size].reshape(t.shape)
             want = np.int32 if self.nms and name in (NMS_OUTPUT_NAMES[0], NMS_OUTPUT_NAMES[3]) else np.float32
             out.append(np.array(view[:n], dtype=want, order="C", copy=True))
         return tuple(out)
@@ -415,14 +604,23 @@ class TensorRTBackend(Backend):
             return
         self._ctx.push()
         try:
-            for mem in self._dev.values():
-                mem.free()
-            self._dev.clear()
-            self._host.clear()
-            self._context = None
+            for slot in self._slots:
+                if slot.graph is not None:
+                    slot.graph.destroy()
+                    slot.graph = None
+                for mem in slot.dev.values():
+                    mem.free()
+                slot.dev.clear()
+                slot.host.clear()
+                slot.context = None
+                slot.stream = None
+                slot.pending = None
+            self._slots = []
+            if self._gpu_pre is not None:
+                self._gpu_pre.close()
+                self._gpu_pre = None
             self._engine = None
             self._runtime = None
-            self._stream = None
         finally:
             self._ctx.pop()
             self._ctx.detach()
