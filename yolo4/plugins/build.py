@@ -439,14 +439,21 @@ def build_host_library(out_dir: PathLike, cxx: Optional[str] = None) -> Path:
     Raises:
         Yolo4Error: no C++ compiler, or a compile error.
     """
-    src = plugin_source_dir()
-    names = ("diouNMSHost.cpp", "diouNMSKernels.h", "diouNMSCommon.cuh", "diouNMSParameters.h")
+    return _host_library(plugin_source_dir(), ("diouNMSHost.cpp", "diouNMSKernels.h", "diouNMSCommon.cuh",
+                                               "diouNMSParameters.h"), "libdiou_nms_host", ["-DDIOU_NMS_HOST_ONLY"],
+                         out_dir, cxx)
+
+
+def _host_library(src: Path, names: Sequence[str], stem: str, extra_flags: Sequence[str], out_dir: PathLike,
+                  cxx: Optional[str]) -> Path:
+    """g++ ``names[0]`` (the other names: headers it includes, part of the cache key) into
+    ``out_dir/<stem>-<digest>.so``, atomically; reused when sources, flags and compiler are the same."""
     cxx = cxx or _cxx()
-    flags = ["-std=c++17", "-O2", "-ffp-contract=off", "-fPIC", "-shared", "-DDIOU_NMS_HOST_ONLY"]
-    out = Path(out_dir) / f"libdiou_nms_host-{_digest(src, names, flags + [cxx])}.so"
+    flags = ["-std=c++17", "-O2", "-ffp-contract=off", "-fPIC", "-shared"] + list(extra_flags)
+    out = Path(out_dir) / f"{stem}-{_digest(src, names, flags + [cxx])}.so"
     if not out.is_file():
         with atomic_path(out, ".so") as tmp:
-            _run([cxx] + flags + ["-Wall", "-Wextra", src / "diouNMSHost.cpp", "-o", tmp], f"{cxx} (CPU build)")
+            _run([cxx] + flags + ["-Wall", "-Wextra", src / names[0], "-o", tmp], f"{cxx} (CPU build)")
     return out
 
 
@@ -542,12 +549,5 @@ def build_preprocess_host_library(out_dir: PathLike, cxx: Optional[str] = None) 
     Raises:
         Yolo4Error: no C++ compiler, or a compile error.
     """
-    src = preprocess_source_dir()
-    names = ("preprocessHost.cpp", "preprocessCommon.h")
-    cxx = cxx or _cxx()
-    flags = ["-std=c++17", "-O2", "-ffp-contract=off", "-fPIC", "-shared", "-fvisibility=hidden"]
-    out = Path(out_dir) / f"libyolo4_preprocess_host-{_digest(src, names, flags + [cxx])}.so"
-    if not out.is_file():
-        with atomic_path(out, ".so") as tmp:
-            _run([cxx] + flags + ["-Wall", "-Wextra", src / "preprocessHost.cpp", "-o", tmp], f"{cxx} (CPU build)")
-    return out
+    return _host_library(preprocess_source_dir(), ("preprocessHost.cpp", "preprocessCommon.h"),
+                         "libyolo4_preprocess_host", ["-fvisibility=hidden"], out_dir, cxx)

@@ -241,14 +241,20 @@ class FrameReader:
     def _error_item(self, message: str) -> None:
         self._buf.put(Frame(self.source, None, ImageReadError(message, self.source), None))
 
-    def _run_file(self) -> None:
+    def _open_or_report(self, what: str) -> Any:
+        """The opened capture, or None after queueing the error item saying why it is not."""
         try:
             cap = self._open()
         except ImageReadError as e:
             self._buf.put(Frame(self.source, None, e, None))
-            return
+            return None
         if cap is None:
-            self._error_item("cannot open video")
+            self._error_item("cannot open " + what)
+        return cap
+
+    def _run_file(self) -> None:
+        cap = self._open_or_report("video")
+        if cap is None:
             return
         try:
             n_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
@@ -284,13 +290,8 @@ class FrameReader:
             cap.release()
 
     def _run_live(self) -> None:
-        try:
-            cap = self._open()
-        except ImageReadError as e:
-            self._buf.put(Frame(self.source, None, e, None))
-            return
+        cap = self._open_or_report("camera or stream")
         if cap is None:
-            self._error_item("cannot open camera or stream")
             return
         t0 = self.clock()
         index = attempts = 0
