@@ -13,7 +13,7 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import typer
 
@@ -190,7 +190,11 @@ def train(
 @app.command()
 @_command
 def export(
-    output: Path = typer.Option(..., "--output", "-o", help="ONNX file to write."),
+    output: Path = typer.Option(..., "--output", "-o", help="file to write: MODEL.onnx, or with --format "
+                                "darknet MODEL.weights (+ MODEL.cfg and MODEL.names beside it)."),
+    export_format: str = typer.Option("onnx", "--format", help="onnx, or darknet (.cfg + .weights + .names, as "
+                               "darknet, OpenCV DNN, tkDNN and DeepStream read them; [net] width/height = "
+                               "--img-size)."),
     cfg: Optional[str] = typer.Option(None, help=CFG_HELP),
     weights: Optional[str] = typer.Option(None, help=WEIGHTS_HELP),
     checkpoint: Optional[str] = typer.Option(None, help=CKPT_HELP),
@@ -245,14 +249,23 @@ def export(
 ):
     """Export to ONNX: input `images` [B,3,H,W] RGB 0..1, outputs `boxes` [B,N,4] x1,y1,x2,y2 input
     pixels and `scores` [B,N,C]; checks ONNX Runtime against PyTorch. With --int8, a Q/DQ INT8 ONNX.
-    With --nms, the graph ends with NMS (checked on ONNX Runtime against the numpy reference)."""
+    With --nms, the graph ends with NMS (checked on ONNX Runtime against the numpy reference).
+    With --format darknet: MODEL.cfg + MODEL.weights + MODEL.names for darknet, OpenCV DNN, tkDNN, DeepStream."""
     from .convert import export_onnx
     from .fileio import check_writable_file, sibling_temp
     from .model_info import check_input_size
     from .pipeline import load_torch_model, warn_generic_names
 
+    fmt = export_format.strip().lower()
+    if fmt not in ("onnx", "darknet"):
+        raise typer.BadParameter(f"{export_format!r} is not one of onnx, darknet", param_hint="--format")
     nms_fields = {k: v for k, v in (("score_threshold", conf), ("iou_threshold", iou), ("max_output_boxes", max_det),
                                      ("top_k", top_k)) if v is not None}
+    if fmt == "darknet":
+        _export_darknet(output, cfg, weights, checkpoint, names, img_size, {
+            "--fp16": fp16, "--int8": int8, "--batch": batch, "--nms": nms != "none", "--no-simplify": no_simplify,
+            "--calib-data": calib_data, "--conf/--iou/--max-det/--top-k": nms_fields})
+        return
     _check_nms_options(nms, nms_fields)
     check_writable_file(output, "ONNX output")
     if img_size is not None:
@@ -296,6 +309,31 @@ def export(
     typer.echo("wrote %s (opset %d, Mish: %s, %s, %s%s)" % (
         res.path, res.opset, res.mish_mode, "dynamic batch" if batch is None else "fixed batch %d" % batch,
         "fp16" if fp16 else "fp32", "" if nms == "none" else ", NMS: " + nms))
+
+
+def _export_darknet(output: Path, cfg: Optional[str], weights: Optional[str], checkpoint: Optional[str],
+                    names: Optional[str], img_size: Optional[int], onnx_only: Dict[str, Any]) -> None:
+    """``export --format darknet``: .cfg + .weights + .names (ONNX-only options are a usage error)."""
+    from .convert.darknet_export import darknet_paths, export_darknet
+    from .fileio import check_writable_file
+    from .model_info import check_input_size
+    from .pipeline import load_torch_model, warn_generic_names
+
+    given = [k for k, v in onnx_only.items() if v]
+    if given:
+        raise typer.BadParameter(f"{', '.join(given)} apply to ONNX exports, not --format darknet",
+                                 param_hint="--format")
+    for path, what in zip(darknet_paths(output), ("darknet weights", "darknet cfg", "class names")):
+        check_writable_file(path, what)
+    if img_size is not None:
+        check_input_size(img_size)
+    module = load_torch_model(cfg, weights, checkpoint, names, log=_log)
+    info = module.model_info()
+    warn_generic_names(info, _log)
+    hw = module.check_input_size(img_size if img_size is not None else info.input_hw, "--img-size")
+    res = export_darknet(module, output, input_hw=hw)
+    typer.echo("wrote %s, %s, %s (%d classes, %dx%d)" % (res.weights, res.cfg, res.names, info.num_classes,
+                                                         hw[1], hw[0]))
 
 
 def _check_nms_options(nms: str, fields: dict) -> None:
