@@ -10,10 +10,16 @@ from torch import nn
 
 from yolo4.errors import Yolo4Error
 from yolo4.model.cfg import (
+    AvgPoolSpec,
+    ContrastiveSpec,
     ConvSpec,
     DropoutSpec,
+    LocalAvgPoolSpec,
     MaxPoolSpec,
+    Reorg3dSpec,
     RouteSpec,
+    SamSpec,
+    ScaleChannelsSpec,
     Section,
     ShortcutSpec,
     UpsampleSpec,
@@ -25,10 +31,16 @@ from yolo4.model.cfg import (
     write_cfg,
 )
 from yolo4.model.layers import (
+    AvgPool,
+    Contrastive,
     ConvBlock,
     Dropout,
+    LocalAvgPool,
     MaxPoolDarknet,
+    Reorg3d,
     Route,
+    Sam,
+    ScaleChannels,
     Shortcut,
     Upsample,
     YoloLayer,
@@ -58,7 +70,32 @@ def _make(spec, init: bool) -> nn.Module:
         return Dropout(spec)
     if isinstance(spec, YoloSpec):
         return YoloLayer(spec)
+    if isinstance(spec, SamSpec):
+        return Sam(spec)
+    if isinstance(spec, ScaleChannelsSpec):
+        return ScaleChannels(spec)
+    if isinstance(spec, AvgPoolSpec):
+        return AvgPool(spec)
+    if isinstance(spec, LocalAvgPoolSpec):
+        return LocalAvgPool(spec)
+    if isinstance(spec, Reorg3dSpec):
+        return Reorg3d(spec)
+    if isinstance(spec, ContrastiveSpec):
+        return Contrastive(spec)
     raise TypeError(spec)  # pragma: no cover
+
+
+def _share_parameters(layers: nn.ModuleList, specs) -> None:
+    """``share_index``: a conv uses another conv's kernel, bias and batch-norm parameters and statistics
+    (darknet ``make_convolutional_layer`` with ``share_layer``); its own geometry (stride, padding,
+    dilation) and activation stay."""
+    for sp in specs:
+        if isinstance(sp, ConvSpec) and sp.share_index is not None:
+            mine, src = layers[sp.index], layers[sp.share_index]
+            mine.conv.weight = src.conv.weight
+            mine.conv.bias = src.conv.bias
+            if mine.bn is not None:
+                mine.bn = src.bn  # scales, biases and rolling statistics: one module
 
 
 class Darknet(nn.Module):
@@ -144,6 +181,7 @@ class Darknet(nn.Module):
         self.letter_box = net.letter_box
         self._checked_inputs = {(net.channels, net.height, net.width)}  # (C, H, W) known to fit
         self.layers = nn.ModuleList(_make(sp, init) for sp in specs)
+        _share_parameters(self.layers, specs)
         self.num_classes = self.yolo_layers[0].num_classes
         self.names = list(names) if names is not None else None
         self.darknet_header = DEFAULT_DARKNET_HEADER
@@ -153,7 +191,7 @@ class Darknet(nn.Module):
         for sp in specs:
             if isinstance(sp, RouteSpec):
                 keep.update(sp.layers)
-            elif isinstance(sp, ShortcutSpec):
+            elif isinstance(sp, (ShortcutSpec, SamSpec, ScaleChannelsSpec)):
                 keep.update(sp.from_layers)
         self._keep = frozenset(keep)
         self._stop = {sp.index: sp.stopbackward for sp in specs
@@ -203,6 +241,8 @@ class Darknet(nn.Module):
                 x = layer([saved[j] for j in layer.spec.layers])
             elif isinstance(layer, Shortcut):
                 x = layer(x, [saved[j] for j in layer.spec.from_layers])
+            elif isinstance(layer, (Sam, ScaleChannels)):
+                x = layer(x, saved[layer.spec.from_layer])
             else:
                 x = layer(x)
             if self.training and i in self._stop and (self._stop[i] == 1 or self.iteration < self._stop[i]):

@@ -2,7 +2,8 @@
 
 Every module takes and returns float tensors ``[B, C, H, W]`` (NCHW). They mirror AlexeyAB darknet:
 ``src/convolutional_layer.c``, ``src/activations.c``, ``src/route_layer.c``, ``src/shortcut_layer.c``,
-``src/maxpool_layer.c``, ``src/upsample_layer.c``, ``src/dropout_layer.c``, ``src/yolo_layer.c``.
+``src/maxpool_layer.c``, ``src/upsample_layer.c``, ``src/dropout_layer.c``, ``src/yolo_layer.c``,
+``src/sam_layer.c``, ``src/scale_channels_layer.c``, ``src/avgpool_layer.c``, ``src/reorg_layer.c``.
 They are built from the typed specs of :mod:`yolo4.model.cfg` and stay traceable by
 ``torch.onnx.export`` (legacy exporter, opset 12..18) with a dynamic batch dimension.
 """
@@ -17,20 +18,30 @@ import torch.nn.functional as F
 from torch import nn
 
 from yolo4.model.cfg import (
+    AvgPoolSpec,
+    ContrastiveSpec,
     ConvSpec,
     DropoutSpec,
+    LocalAvgPoolSpec,
     MaxPoolSpec,
+    Reorg3dSpec,
     RouteSpec,
+    SamSpec,
+    ScaleChannelsSpec,
     ShortcutSpec,
     UpsampleSpec,
     YoloSpec,
 )
 
 __all__ = ["make_activation", "ConvBlock", "Route", "Shortcut", "MaxPoolDarknet", "Upsample", "Dropout",
-           "YoloLayer", "BN_EPS", "BN_MOMENTUM", "static_shape", "yolo_bias_priors"]
+           "YoloLayer", "Sam", "ScaleChannels", "AvgPool", "LocalAvgPool", "Reorg3d", "Contrastive",
+           "SHORTCUT_WEIGHTS_EPS", "BN_EPS", "BN_MOMENTUM", "static_shape", "yolo_bias_priors"]
 
 #: darknet's batch-norm epsilon (``src/blas.c`` normalize_cpu, ``fuse_conv_batchnorm``: ``+ .00001f``).
 BN_EPS = 1e-5
+#: added to the sum of a weighted ``[shortcut]``'s normalized weights (``shortcut_multilayer_cpu``:
+#: ``const float eps = 0.0001``).
+SHORTCUT_WEIGHTS_EPS = 1e-4
 #: darknet's rolling statistics update ``rolling = .99 * rolling + .01 * batch`` (torch momentum 0.01).
 BN_MOMENTUM = 0.01
 
@@ -121,18 +132,176 @@ class Route(nn.Module):
         return inputs[0] if len(inputs) == 1 else torch.cat(inputs, 1)
 
 
+def _add_common(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """``x + t`` over the channels both have (the first ``min(Cx, Ct)``); ``x``'s other channels pass
+    (darknet ``shortcut_multilayer_cpu``: ``if (src_i < add_outputs)``, equal height and width)."""
+    c, ct = static_shape(x)[1], static_shape(t)[1]
+    if ct == c:
+        return x + t
+    if ct > c:
+        return x + t[:, :c]
+    return torch.cat((x[:, :ct] + t, x[:, ct:]), 1)
+
+
 class Shortcut(nn.Module):
-    """``[shortcut]``: ``act(x + sum(from outputs))`` (darknet ``shortcut_layer.c``, same shapes)."""
+    """``[shortcut]``: ``act(w0*x + sum_i w_i*from_i)`` (darknet ``src/shortcut_layer.c``
+    ``forward_shortcut_layer``, ``shortcut_multilayer_cpu`` in ``src/blas.c``).
+
+    Inputs float ``[B, C, H, W]`` (the previous output) and the ``from`` outputs ``[B, C_i, H, W]``;
+    output ``[B, C, H, W]``. A ``from`` output is added over the common channels (the first
+    ``min(C, C_i)``: CSPResNeXt50, the PRN models). Unweighted (``weights_type=none``) the ``w`` are 1
+    and the sum is the plain ``x + from_0 + from_1 ...``. Weighted (MiWRC), :attr:`weight` is a float32
+    parameter ``[n+1]`` (``per_feature``) or ``[n+1, C]`` (``per_channel``), darknet's flat order
+    (input-major), initialized to 1 as darknet's ``make_shortcut_layer``; :meth:`input_weights`
+    applies ``weights_normalization``.
+    """
 
     def __init__(self, spec: ShortcutSpec) -> None:
         super().__init__()
         self.spec = spec
         self.act = make_activation(spec.activation)
+        self.weights_type, self.weights_normalization = spec.weights_type, spec.weights_normalization
+        n = len(spec.from_layers) + 1
+        if spec.weights_type == "per_feature":
+            self.weight: Optional[nn.Parameter] = nn.Parameter(torch.ones(n))
+        elif spec.weights_type == "per_channel":
+            self.weight = nn.Parameter(torch.ones(n, spec.out_channels))
+        else:
+            self.register_parameter("weight", None)
+
+    def input_weights(self) -> torch.Tensor:
+        """The normalized weights, float ``[n+1, 1, 1, 1]`` (per_feature) or ``[n+1, C, 1, 1]``
+        (per_channel): ``none`` as stored; ``relu``: ``relu(w) / (1e-4 + sum relu(w))``; ``softmax``:
+        ``exp(w - max) / (1e-4 + sum exp(w - max))``, sums over the n+1 inputs (darknet
+        ``shortcut_multilayer_cpu``)."""
+        assert self.weight is not None
+        w = self.weight.reshape(self.weight.shape[0], -1)
+        if self.weights_normalization == "relu":
+            r = torch.relu(w)
+            w = r / (SHORTCUT_WEIGHTS_EPS + r.sum(0, keepdim=True))
+        elif self.weights_normalization == "softmax":
+            e = torch.exp(w - w.max(0, keepdim=True).values)
+            w = e / (SHORTCUT_WEIGHTS_EPS + e.sum(0, keepdim=True))
+        return w.reshape(w.shape[0], -1, 1, 1)
 
     def forward(self, x: torch.Tensor, others: List[torch.Tensor]) -> torch.Tensor:
-        for t in others:
-            x = x + t
+        if self.weight is None:
+            for t in others:
+                x = _add_common(x, t)
+            return self.act(x)
+        w = self.input_weights()
+        c = static_shape(x)[1]
+        x = x * w[0]
+        for i, t in enumerate(others):
+            ct = min(c, static_shape(t)[1])
+            wi = w[i + 1] if self.weights_type == "per_feature" else w[i + 1, :ct]
+            x = _add_common(x, t[:, :ct] * wi)
         return self.act(x)
+
+
+class Sam(nn.Module):
+    """``[sam]``: ``act(x * from)`` elementwise, YOLOv4's modified spatial attention (darknet
+    ``src/sam_layer.c`` ``forward_sam_layer``). Inputs and output float ``[B, C, H, W]``."""
+
+    def __init__(self, spec: SamSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.act = make_activation(spec.activation)
+
+    def forward(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        return self.act(x * other)
+
+
+class ScaleChannels(nn.Module):
+    """``[scale_channels]``: ``act(x * from)`` (darknet ``src/scale_channels_layer.c``
+    ``forward_scale_channels_layer``): ``x`` float ``[B, C, 1, 1]`` (or ``[B, 1, H, W]`` with
+    ``scale_wh=1``) broadcast over ``from`` ``[B, C, H, W]``; output ``[B, C, H, W]``."""
+
+    def __init__(self, spec: ScaleChannelsSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.act = make_activation(spec.activation)
+
+    def forward(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        return self.act(x * other)
+
+
+class AvgPool(nn.Module):
+    """``[avgpool]``: global average, float ``[B, C, H, W] -> [B, C, 1, 1]`` (darknet
+    ``src/avgpool_layer.c`` ``forward_avgpool_layer``)."""
+
+    def __init__(self, spec: AvgPoolSpec) -> None:
+        super().__init__()
+        self.spec = spec
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3), keepdim=True)
+
+
+def _valid_counts(n: int, out: int, size: int, stride: int, before: int) -> np.ndarray:
+    """Cells of each window inside ``0..n-1`` along one axis (window ``i`` starts at ``i*stride - before``)."""
+    starts = np.arange(out) * stride - before
+    return (np.minimum(starts + size, n) - np.maximum(starts, 0)).astype(np.float32)
+
+
+class LocalAvgPool(nn.Module):
+    """``[local_avgpool]``: the ``[maxpool]`` windows (``padding // 2`` before, out = (in + padding -
+    size) // stride + 1), each output the mean of its cells inside the input (darknet
+    ``src/maxpool_layer.c`` ``forward_local_avgpool_layer``: padded cells are not counted).
+    Float ``[B, C, H, W] -> [B, C, OH, OW]``."""
+
+    def __init__(self, spec: LocalAvgPoolSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.size, self.stride, self.padding = spec.size, spec.pool_stride, spec.padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, s, before = self.size, self.stride, self.padding // 2
+        h, w = static_shape(x)[2:]
+        oh, ow = (h + self.padding - k) // s + 1, (w + self.padding - k) // s + 1
+        after_h = max(0, (oh - 1) * s + k - before - h)
+        after_w = max(0, (ow - 1) * s + k - before - w)
+        if before or after_h or after_w:
+            x = F.pad(x, (before, after_w, before, after_h))
+        y = F.avg_pool2d(x, k, s)
+        count = np.outer(_valid_counts(h, oh, k, s, before), _valid_counts(w, ow, k, s, before))
+        if (count == k * k).all():
+            return y
+        scale = np.ascontiguousarray((k * k / count)[None, None].astype(np.float32))
+        if torch.jit.is_tracing():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                return y * torch.from_numpy(scale).to(y.device, y.dtype)
+        return y * torch.from_numpy(scale).to(y.device, y.dtype)
+
+
+class Reorg3d(nn.Module):
+    """``[reorg3d]``: space to depth by ``s`` (darknet ``src/reorg_layer.c`` ``forward_reorg_layer``,
+    ``reorg_cpu`` in ``src/blas.c``): float ``[B, C, H, W] -> [B, C*s*s, H/s, W/s]``, output channel
+    ``(dy*s + dx)*C + c`` at ``(y, x)`` = input channel ``c`` at ``(y*s + dy, x*s + dx)``."""
+
+    def __init__(self, spec: Reorg3dSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.s = spec.reorg_stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.s
+        c, h, w = static_shape(x)[1:]
+        x = x.reshape(-1, c, h // s, s, w // s, s).permute(0, 3, 5, 1, 2, 4)
+        return x.reshape(-1, c * s * s, h // s, w // s)
+
+
+class Contrastive(nn.Module):
+    """``[contrastive]``: identity (the layer is darknet's training-only contrastive loss; nothing reads
+    its output at inference)."""
+
+    def __init__(self, spec: ContrastiveSpec) -> None:
+        super().__init__()
+        self.spec = spec
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
 
 
 class MaxPoolDarknet(nn.Module):

@@ -4,7 +4,10 @@ Layout (little-endian): header ``int32 major, int32 minor, int32 revision``, the
 ``uint64`` when ``major*10 + minor >= 2`` (and both < 1000) else ``int32``; then, for each
 ``[convolutional]`` in cfg order, float32 arrays: ``biases[n]``, and with ``batch_normalize=1``
 ``scales[n], rolling_mean[n], rolling_variance[n]``; then ``weights[n * c/groups * size * size]``
-(the torch Conv2d layout ``[n, c/groups, k, k]``). No other layer type used here has weights.
+(the torch Conv2d layout ``[n, c/groups, k, k]``); a conv with ``share_index`` (it uses another
+conv's parameters) has no record. A weighted ``[shortcut]`` (``weights_type`` per_feature /
+per_channel) holds its ``n+1`` / ``(n+1)*c`` float32 weights at its place in layer order (darknet
+``load_shortcut_weights``, ``save_shortcut_weights``). No other layer type used here has weights.
 """
 
 import os
@@ -17,10 +20,11 @@ import torch
 
 from yolo4.errors import WeightsError
 from yolo4.fileio import atomic_write_bytes
-from yolo4.model.cfg import ConvSpec, LayerSpec
+from yolo4.model.cfg import ConvSpec, LayerSpec, ShortcutSpec
 
 __all__ = ["header_size", "weights_file_size", "read_darknet_weights", "load_weights",
-           "save_darknet_weights", "atomic_write_bytes", "conv_arrays", "assign_arrays", "darknet_weights_bytes"]
+           "save_darknet_weights", "atomic_write_bytes", "conv_arrays", "layer_arrays", "assign_arrays",
+           "darknet_weights_bytes", "layer_num_floats"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -34,6 +38,16 @@ def _seen64(major: int, minor: int) -> bool:
     return (major * 10 + minor) >= 2 and major < 1000 and minor < 1000
 
 
+def layer_num_floats(sp: LayerSpec) -> int:
+    """Float32 values layer ``sp`` holds in a .weights file: a conv's :meth:`~ConvSpec.num_params`, a
+    weighted shortcut's :meth:`~ShortcutSpec.num_weights`, else 0."""
+    if isinstance(sp, ConvSpec):
+        return sp.num_params()
+    if isinstance(sp, ShortcutSpec):
+        return sp.num_weights()
+    return 0
+
+
 def weights_file_size(specs: Sequence[LayerSpec], major: int = 0, minor: int = 2,
                       upto: Optional[int] = None) -> int:
     """Exact .weights size in bytes implied by a cfg's layer specs.
@@ -43,8 +57,7 @@ def weights_file_size(specs: Sequence[LayerSpec], major: int = 0, minor: int = 2
         major, minor: header version (20-byte header for 0.2+, 16 bytes before).
         upto: count only darknet layers ``< upto`` (partial files such as ``yolov4.conv.137``).
     """
-    n = sum(sp.num_params() for sp in specs
-            if isinstance(sp, ConvSpec) and (upto is None or sp.index < upto))
+    n = sum(layer_num_floats(sp) for sp in specs if upto is None or sp.index < upto)
     return header_size(major, minor) + 4 * n
 
 
@@ -60,7 +73,8 @@ def read_darknet_weights(path: PathLike, specs: Sequence[LayerSpec], upto: Optio
     Returns:
         ``(header, arrays)``: header ``(major, minor, revision, seen)``; arrays
         ``{layer index: {"bias", ["scale", "mean", "var",] "weight"}}`` float32 numpy, weight shaped
-        ``[n, c/groups, k, k]``.
+        ``[n, c/groups, k, k]``; for a weighted shortcut ``{"weight"}`` shaped ``[n+1]``
+        (per_feature) or ``[n+1, c]`` (per_channel).
 
     Raises:
         WeightsError: missing/unreadable file, or a size other than the cfg implies (the message
@@ -87,7 +101,15 @@ def read_darknet_weights(path: PathLike, specs: Sequence[LayerSpec], upto: Optio
     arrays: Dict[int, Dict[str, np.ndarray]] = {}
     pos = 0
     for sp in specs:
-        if not isinstance(sp, ConvSpec) or (upto is not None and sp.index >= upto):
+        if upto is not None and sp.index >= upto:
+            continue
+        if isinstance(sp, ShortcutSpec) and sp.num_weights():
+            cnt = sp.num_weights()
+            shape_sc = (cnt,) if sp.weights_type == "per_feature" else (cnt // sp.out_channels, sp.out_channels)
+            arrays[sp.index] = {"weight": floats[pos:pos + cnt].astype(np.float32).reshape(shape_sc)}
+            pos += cnt
+            continue
+        if not isinstance(sp, ConvSpec) or not sp.num_params():
             continue
         n = sp.filters
         rec: Dict[str, np.ndarray] = {}
@@ -112,10 +134,21 @@ def conv_arrays(block) -> Dict[str, torch.Tensor]:
     return {"bias": block.conv.bias, "weight": block.conv.weight}
 
 
+def layer_arrays(block) -> Dict[str, torch.Tensor]:
+    """The darknet records of a layer module as torch tensors: :func:`conv_arrays` for a
+    :class:`~yolo4.model.layers.ConvBlock`, ``{"weight"}`` for a weighted
+    :class:`~yolo4.model.layers.Shortcut`."""
+    if hasattr(block, "conv"):
+        return conv_arrays(block)
+    weight = getattr(block, "weight", None)
+    return {} if weight is None else {"weight": weight}
+
+
 @torch.no_grad()
 def assign_arrays(module, arrays: Dict[int, Dict[str, np.ndarray]], skip: Sequence[int] = (),
                   path: Optional[str] = None) -> List[int]:
-    """Copy darknet arrays into a Darknet module's conv layers; returns the layer indices loaded.
+    """Copy darknet arrays into a Darknet module's conv layers and weighted shortcuts; returns the layer
+    indices loaded.
 
     Raises:
         WeightsError: an array's shape differs from the module's.
@@ -125,9 +158,11 @@ def assign_arrays(module, arrays: Dict[int, Dict[str, np.ndarray]], skip: Sequen
         if idx in skip:
             continue
         block = module.layers[idx]
-        dst = conv_arrays(block)
+        dst = layer_arrays(block)
         for k, arr in rec.items():
-            t = dst[k]
+            t = dst.get(k)
+            if t is None:
+                raise WeightsError(f"layer {idx} has no {k!r} parameters for the weights file's record", path)
             if tuple(t.shape) != tuple(arr.shape):
                 raise WeightsError(f"layer {idx} {k}: weights have shape {tuple(arr.shape)}, model {tuple(t.shape)}", path)
             t.copy_(torch.from_numpy(np.ascontiguousarray(arr)).to(t.dtype))
@@ -161,7 +196,11 @@ def darknet_weights_bytes(module) -> bytes:
     parts = [struct.pack("<3i", major, minor, revision)]
     parts.append(struct.pack("<Q", int(seen)) if _seen64(major, minor) else struct.pack("<i", int(seen)))
     for sp in module.specs:
-        if not isinstance(sp, ConvSpec):
+        if isinstance(sp, ShortcutSpec) and sp.num_weights():
+            w = module.layers[sp.index].weight
+            parts.append(w.detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4").tobytes())
+            continue
+        if not isinstance(sp, ConvSpec) or not sp.num_params():
             continue
         rec = conv_arrays(module.layers[sp.index])
         keys = ("bias", "scale", "mean", "var", "weight") if sp.batch_normalize else ("bias", "weight")

@@ -24,12 +24,20 @@ from yolo4.model.cfg.shapes import infer_shapes, network_stride
 from yolo4.model.cfg.specs import (
     ACTIVATIONS,
     DEFAULT_NET,
+    SHORTCUT_WEIGHTS_NORMALIZATIONS,
+    SHORTCUT_WEIGHTS_TYPES,
+    AvgPoolSpec,
+    ContrastiveSpec,
     ConvSpec,
     DropoutSpec,
     LayerSpec,
+    LocalAvgPoolSpec,
     MaxPoolSpec,
     NetSpec,
+    Reorg3dSpec,
     RouteSpec,
+    SamSpec,
+    ScaleChannelsSpec,
     ShortcutSpec,
     UpsampleSpec,
     YoloSpec,
@@ -41,7 +49,7 @@ __all__ = ["build_specs", "SPEC_BUILDERS", "SpecBuilder"]
 SpecBuilder = Callable[[Section, int, int, int, List[LayerSpec]], LayerSpec]
 
 #: options that change a [convolutional] in ways this package does not implement.
-_UNSUPPORTED_CONV = ("antialiasing", "binary", "xnor", "share_index", "deform", "sway", "rotate",
+_UNSUPPORTED_CONV = ("antialiasing", "binary", "xnor", "deform", "sway", "rotate",
                      "stretch", "stretch_sway", "flipped", "assisted_excitation", "coordconv")
 
 
@@ -143,11 +151,24 @@ def conv_spec(sec: Section, i: int, c: int, s: int, specs: List[LayerSpec]) -> C
         padding = size // 2
     if c % groups or filters % groups:
         raise sec.error(f"groups={groups} does not divide input channels {c} and filters {filters}", "groups")
+    batch_normalize = bool(sec.get_int("batch_normalize", 0))
+    share = None
+    if "share_index" in sec.options:  # darknet: >= 0 absolute, < 0 relative; the parameters of that conv
+        share = _abs_index(sec, "share_index", sec.get_int("share_index"), i)
+        other = specs[share]
+        if not isinstance(other, ConvSpec) or other.share_index is not None:
+            raise sec.error(f"share_index={sec.options['share_index']} refers to layer {share}, which is not a "
+                            "[convolutional] with its own parameters", "share_index")
+        mine = (size, c, filters, groups, batch_normalize)
+        theirs = (other.size, other.in_channels, other.filters, other.groups, other.batch_normalize)
+        if mine != theirs:
+            raise sec.error(f"share_index={share}: size, input channels, filters, groups, batch_normalize "
+                            f"{mine} differ from that layer's {theirs}", "share_index")
     spec = ConvSpec(i, sec, c, filters, s * stride, filters=filters, size=size, conv_stride=stride,
                     padding=padding * dilation, groups=groups, dilation=dilation,
-                    batch_normalize=bool(sec.get_int("batch_normalize", 0)),
+                    batch_normalize=batch_normalize,
                     activation=_activation(sec, "logistic"),
-                    stopbackward=sec.get_int("stopbackward", 0))
+                    stopbackward=sec.get_int("stopbackward", 0), share_index=share)
     if spec.num_params() > MAX_PARAMS:
         raise sec.error(f"{spec.num_params()} parameters ({filters} filters x {c // groups} channels x "
                         f"{size}x{size}) exceed the limit of {MAX_PARAMS} per network", "filters")
@@ -175,14 +196,106 @@ def route_spec(sec: Section, i: int, c: int, s: int, specs: List[LayerSpec]) -> 
 
 
 def shortcut_spec(sec: Section, i: int, c: int, s: int, specs: List[LayerSpec]) -> ShortcutSpec:
-    """``[shortcut]`` (darknet ``parse_shortcut``); equal shapes are checked by the shape rule."""
+    """``[shortcut]`` (darknet ``parse_shortcut``): ``from`` layers of equal height and width (checked by
+    the shape rule; channels may differ), ``weights_type`` (``none``, ``per_feature`` = ``per_layer``,
+    ``per_channel``) and ``weights_normalization`` (``none``, ``relu`` = ``avg_relu``, ``softmax``)."""
     wt = sec.options.get("weights_type", "none")
-    if wt != "none":
-        raise sec.error(f"weights_type={wt} is not supported", "weights_type")
+    wt = "per_feature" if wt == "per_layer" else wt
+    if wt not in SHORTCUT_WEIGHTS_TYPES:
+        raise sec.error("weights_type={} is not one of {} (or per_layer)".format(
+            sec.options["weights_type"], ", ".join(SHORTCUT_WEIGHTS_TYPES)), "weights_type")
+    wn = sec.options.get("weights_normalization", "none")
+    wn = "relu" if wn == "avg_relu" else wn
+    if wn not in SHORTCUT_WEIGHTS_NORMALIZATIONS:
+        raise sec.error("weights_normalization={} is not one of {} (or avg_relu)".format(
+            sec.options["weights_normalization"], ", ".join(SHORTCUT_WEIGHTS_NORMALIZATIONS)),
+            "weights_normalization")
+    if wt != "none" and wn == "none":  # darknet's parse_shortcut stops with "Incorrect weights_normalization"
+        raise sec.error(f"weights_type={sec.options['weights_type']} needs weights_normalization=relu, avg_relu or "
+                        "softmax (darknet refuses none)",
+                        "weights_normalization" if "weights_normalization" in sec.options else "weights_type")
     froms = [_abs_index(sec, "from", r, i) for r in sec.get_ints("from")]
     for j in froms:
         _not_yolo(sec, "from", specs, j)
-    return ShortcutSpec(i, sec, c, c, s, from_layers=froms, activation=_activation(sec, "linear"))
+    return ShortcutSpec(i, sec, c, c, s, from_layers=froms, activation=_activation(sec, "linear"),
+                        weights_type=wt, weights_normalization=wn)
+
+
+def _from_layer(sec: Section, i: int, specs: List[LayerSpec]) -> int:
+    """The single ``from`` index of a ``[sam]`` / ``[scale_channels]`` (absolute, checked)."""
+    froms = sec.get_ints("from")
+    if len(froms) != 1:
+        raise sec.error(f"from={sec.options['from']} must name exactly one layer", "from")
+    j = _abs_index(sec, "from", froms[0], i)
+    _not_yolo(sec, "from", specs, j)
+    return j
+
+
+def _mul_activation(sec: Section) -> str:
+    act = _activation(sec, "linear")
+    if act in ("swish", "mish"):  # darknet: "layer doesn't support SWISH or MISH activations"
+        raise sec.error(f"activation={act} is not supported by darknet's [{sec.type}]", "activation")
+    return act
+
+
+def sam_spec(sec: Section, i: int, c: int, s: int, specs: List[LayerSpec]) -> SamSpec:
+    """``[sam]`` (darknet ``parse_sam``): previous output times layer ``from`` (same shape)."""
+    j = _from_layer(sec, i, specs)
+    return SamSpec(i, sec, c, specs[j].out_channels, specs[j].stride, from_layer=j,
+                   activation=_mul_activation(sec))
+
+
+def scale_channels_spec(sec: Section, i: int, c: int, s: int, specs: List[LayerSpec]) -> ScaleChannelsSpec:
+    """``[scale_channels]`` (darknet ``parse_scale_channels``): layer ``from`` scaled by the previous
+    output (``[C,1,1]``, or ``[1,H,W]`` with ``scale_wh=1``); the output has ``from``'s shape."""
+    j = _from_layer(sec, i, specs)
+    scale_wh = sec.get_int("scale_wh", 0, lo=0, hi=1)
+    src = specs[j]
+    want = 1 if scale_wh else src.out_channels
+    if c != want:
+        raise sec.error(f"the previous layer has {c} channels, {want} expected to scale the "
+                        f"{src.out_channels} channels of layer {j}" + (" per position (scale_wh=1)" if scale_wh
+                                                                        else ""), "from")
+    return ScaleChannelsSpec(i, sec, c, src.out_channels, src.stride, from_layer=j, scale_wh=bool(scale_wh),
+                             activation=_mul_activation(sec))
+
+
+def avgpool_spec(sec: Section, i: int, c: int, s: int, specs: List[LayerSpec]) -> AvgPoolSpec:
+    """``[avgpool]`` (darknet ``parse_avgpool``): global average pooling to ``[C, 1, 1]``."""
+    return AvgPoolSpec(i, sec, c, c, s)
+
+
+def local_avgpool_spec(sec: Section, i: int, c: int, s: int, specs: List[LayerSpec]) -> LocalAvgPoolSpec:
+    """``[local_avgpool]`` (darknet ``parse_local_avgpool``): ``size`` defaults to ``stride``, ``padding``
+    to size-1, as ``[maxpool]``."""
+    stride = _square_stride(sec)
+    size = sec.get_int("size", stride, lo=1, hi=MAX_KERNEL)
+    padding = sec.get_int("padding", size - 1, lo=0)
+    if padding > 2 * (size - 1):
+        raise sec.error(f"padding={padding} with size={size} puts whole pooling windows in the padding "
+                        f"(at most 2*(size-1) = {2 * (size - 1)})", "padding")
+    return LocalAvgPoolSpec(i, sec, c, c, s * stride, size=size, pool_stride=stride, padding=padding)
+
+
+def reorg3d_spec(sec: Section, i: int, c: int, s: int, specs: List[LayerSpec]) -> Reorg3dSpec:
+    """``[reorg3d]`` (darknet ``parse_reorg``): space to depth by ``stride`` (``reverse=1``, depth to
+    space, is not supported)."""
+    stride = sec.get_int("stride", 1, lo=1, hi=MAX_STRIDE)
+    if sec.get_int("reverse", 0):
+        raise sec.error("reverse=1 (depth to space) is not supported", "reverse")
+    out_c = c * stride * stride
+    if out_c > MAX_CHANNELS:
+        raise sec.error(f"{out_c} output channels, more than the limit of {MAX_CHANNELS}", "stride")
+    return Reorg3dSpec(i, sec, c, out_c, s * stride, reorg_stride=stride)
+
+
+def contrastive_spec(sec: Section, i: int, c: int, s: int, specs: List[LayerSpec]) -> ContrastiveSpec:
+    """``[contrastive]`` (darknet ``parse_contrastive``): ``yolo_layer`` must name a ``[yolo]``; the
+    layer is training-only (its loss is not implemented here) and passes its input through."""
+    j = _abs_index(sec, "yolo_layer", sec.get_int("yolo_layer", 0), i) if "yolo_layer" in sec.options else None
+    if j is None or not isinstance(specs[j], YoloSpec):
+        raise sec.error("yolo_layer must refer to a [yolo] layer", "yolo_layer")
+    return ContrastiveSpec(i, sec, c, c, s, yolo_layer=j)
 
 
 def maxpool_spec(sec: Section, i: int, c: int, s: int, specs: List[LayerSpec]) -> MaxPoolSpec:
@@ -261,7 +374,9 @@ def yolo_spec(sec: Section, i: int, c: int, s: int, specs: List[LayerSpec]) -> Y
 #: canonical section type -> its builder (every type of ``SECTION_ALIASES`` but ``net``)
 SPEC_BUILDERS: Dict[str, SpecBuilder] = {
     "convolutional": conv_spec, "route": route_spec, "shortcut": shortcut_spec, "maxpool": maxpool_spec,
-    "upsample": upsample_spec, "dropout": dropout_spec, "yolo": yolo_spec,
+    "upsample": upsample_spec, "dropout": dropout_spec, "yolo": yolo_spec, "sam": sam_spec,
+    "scale_channels": scale_channels_spec, "avgpool": avgpool_spec, "local_avgpool": local_avgpool_spec,
+    "reorg3d": reorg3d_spec, "contrastive": contrastive_spec,
 }
 
 

@@ -3,7 +3,8 @@
 :data:`KNOWN_KEYS` lists, per canonical section type, every key AlexeyAB darknet's ``src/parser.c``
 reads with ``option_find*`` (training keys included): ``parse_net_options`` for ``[net]``,
 ``parse_convolutional``, ``parse_route``, ``parse_shortcut``, ``parse_maxpool``, ``parse_upsample``,
-``parse_yolo``, ``parse_dropout``, plus the keys ``parse_network_cfg_custom`` reads for every layer
+``parse_yolo``, ``parse_dropout``, ``parse_sam``, ``parse_scale_channels``, ``parse_avgpool``,
+``parse_local_avgpool``, ``parse_reorg`` (``[reorg3d]``), ``parse_contrastive``, plus the keys ``parse_network_cfg_custom`` reads for every layer
 (:data:`COMMON_LAYER_KEYS`). Darknet prints ``Unused field: 'key = value'`` (``option_unused``) for
 any other key of a layer section; here it is a :class:`yolo4.errors.CfgWarning` naming the file and
 line, with the closest known key suggested (``fliters`` -> ``filters``).
@@ -24,6 +25,12 @@ SECTION_ALIASES = {
     "upsample": "upsample",
     "yolo": "yolo",
     "dropout": "dropout",
+    "sam": "sam",
+    "scale_channels": "scale_channels",
+    "avgpool": "avgpool", "avg": "avgpool",
+    "local_avgpool": "local_avgpool", "local_avg": "local_avgpool",
+    "reorg3d": "reorg3d",
+    "contrastive": "contrastive",
 }
 
 #: keys darknet reads for every layer section (``parse_network_cfg_custom`` after the layer parser)
@@ -55,6 +62,12 @@ _SHORTCUT = ("activation", "weights_type", "weights_normalization", "from")  # p
 _MAXPOOL = ("stride", "stride_x", "stride_y", "size", "padding", "maxpool_depth", "out_channels",
             "antialiasing", "maxpool_zero_nonmax")  # parse_maxpool
 _UPSAMPLE = ("stride", "scale")  # parse_upsample
+_SAM = ("from", "activation")  # parse_sam
+_SCALE_CHANNELS = ("from", "scale_wh", "activation")  # parse_scale_channels
+_LOCAL_AVGPOOL = ("stride", "stride_x", "stride_y", "size", "padding")  # parse_local_avgpool
+_REORG3D = ("stride", "reverse")  # parse_reorg
+_CONTRASTIVE = ("classes", "yolo_layer", "temperature", "cls_normalizer", "max_delta",
+                "contrastive_neg_max")  # parse_contrastive
 _DROPOUT = ("probability", "dropblock", "dropblock_size_rel", "dropblock_size_abs")  # parse_dropout
 _YOLO = (  # parse_yolo
     "classes", "num", "mask", "max", "show_details", "max_delta", "counters_per_class",
@@ -75,6 +88,12 @@ KNOWN_KEYS: Dict[str, FrozenSet[str]] = {
     "upsample": frozenset(_UPSAMPLE) | COMMON_LAYER_KEYS,
     "dropout": frozenset(_DROPOUT) | COMMON_LAYER_KEYS,
     "yolo": frozenset(_YOLO) | COMMON_LAYER_KEYS,
+    "sam": frozenset(_SAM) | COMMON_LAYER_KEYS,
+    "scale_channels": frozenset(_SCALE_CHANNELS) | COMMON_LAYER_KEYS,
+    "avgpool": COMMON_LAYER_KEYS,
+    "local_avgpool": frozenset(_LOCAL_AVGPOOL) | COMMON_LAYER_KEYS,
+    "reorg3d": frozenset(_REORG3D) | COMMON_LAYER_KEYS,
+    "contrastive": frozenset(_CONTRASTIVE) | COMMON_LAYER_KEYS,
 }
 
 

@@ -7,7 +7,14 @@ Shapes are ``(channels, height, width)`` of one image, in values. Per layer type
 - ``[maxpool]`` (``maxpool_layer.c``): ``(in + padding - size) // stride + 1``;
 - ``[upsample]`` (``upsample_layer.c``): ``in * stride``;
 - ``[route]`` (``parse_route``): the inputs must have equal height and width, channels add up;
-- ``[shortcut]`` (``parse_shortcut``): the inputs must have the previous layer's shape;
+- ``[shortcut]`` (``parse_shortcut``): the inputs must have the previous layer's height and width
+  (channels may differ: darknet adds over the common channels); the output has the previous shape;
+- ``[sam]`` (``sam_layer.c``): ``from`` has the previous layer's shape;
+- ``[scale_channels]`` (``scale_channels_layer.c``): the output has ``from``'s shape, the previous layer
+  is ``[C, 1, 1]`` (or ``[1, H, W]`` with ``scale_wh=1``);
+- ``[avgpool]`` (``avgpool_layer.c``): ``[C, 1, 1]``; ``[local_avgpool]``: the ``[maxpool]`` formula;
+- ``[reorg3d]`` (``reorg_layer.c``): ``[C*s*s, H/s, W/s]``, H and W multiples of s;
+- ``[contrastive]``: the input's shape;
 - ``[dropout]``, ``[yolo]``: the input's shape; a ``[yolo]`` grid must be exactly
   ``input / stride`` cells, since boxes are decoded with that stride.
 
@@ -21,12 +28,18 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Type
 from yolo4.errors import Yolo4Error
 from yolo4.model.cfg.limits import MAX_ACTIVATION, MAX_INPUT_SIDE
 from yolo4.model.cfg.specs import (
+    AvgPoolSpec,
+    ContrastiveSpec,
     ConvSpec,
     DropoutSpec,
     LayerSpec,
+    LocalAvgPoolSpec,
     MaxPoolSpec,
     NetSpec,
+    Reorg3dSpec,
     RouteSpec,
+    SamSpec,
+    ScaleChannelsSpec,
     ShortcutSpec,
     UpsampleSpec,
     YoloSpec,
@@ -128,15 +141,51 @@ def _route(sp: RouteSpec, prev: Shape, ctx: _Ctx) -> Shape:
 def _shortcut(sp: ShortcutSpec, prev: Shape, ctx: _Ctx) -> Shape:
     for j in sp.from_layers:
         other = ctx.shapes[j]
-        if other != prev:
+        if other[1:] != prev[1:]:
             raise sp.section.error(
                 f"from layer {j} has shape {other[0]}x{_hw(other)} and the previous layer {prev[0]}x{_hw(prev)} "
-                f"(channels x height x width, {ctx.at()}): shortcut of different shapes is not supported"
+                f"(channels x height x width, {ctx.at()}): a shortcut adds equal heights and widths"
                 f"{ctx.hint()}", "from")
         if ctx.specs[j].stride != sp.stride:
             raise sp.section.error(f"from layer {j} has stride {ctx.specs[j].stride}, the previous layer "
                                    f"{sp.stride}: their sizes differ at other input sizes", "from")
     return prev
+
+
+def _sam(sp: SamSpec, prev: Shape, ctx: _Ctx) -> Shape:
+    other = ctx.shapes[sp.from_layer]
+    if other != prev:
+        raise sp.section.error(f"from layer {sp.from_layer} has shape {other[0]}x{_hw(other)} and the previous "
+                               f"layer {prev[0]}x{_hw(prev)} {ctx.at()}: [sam] multiplies equal shapes{ctx.hint()}",
+                               "from")
+    return prev
+
+
+def _scale_channels(sp: ScaleChannelsSpec, prev: Shape, ctx: _Ctx) -> Shape:
+    other = ctx.shapes[sp.from_layer]
+    if sp.scale_wh and prev[1:] != other[1:]:
+        raise sp.section.error(f"the previous layer is {prev[0]}x{_hw(prev)}, 1x{_hw(other)} expected (a per-position "
+                               f"scale of layer {sp.from_layer}) {ctx.at()}{ctx.hint()}", "from")
+    if not sp.scale_wh and prev[1:] != (1, 1):
+        raise sp.section.error(f"the previous layer is {prev[0]}x{_hw(prev)}, {other[0]}x1x1 expected (a "
+                               f"per-channel scale of layer {sp.from_layer}) {ctx.at()}", "from")
+    return other
+
+
+def _avgpool(sp: AvgPoolSpec, prev: Shape, ctx: _Ctx) -> Shape:
+    return prev[0], 1, 1
+
+
+def _local_avgpool(sp: LocalAvgPoolSpec, prev: Shape, ctx: _Ctx) -> Shape:
+    return _maxpool(sp, prev, ctx)  # type: ignore[arg-type]  # same geometry fields
+
+
+def _reorg3d(sp: Reorg3dSpec, prev: Shape, ctx: _Ctx) -> Shape:
+    r = sp.reorg_stride
+    if prev[1] % r or prev[2] % r:
+        raise sp.section.error(f"input {_hw(prev)} {ctx.at()} is not a multiple of stride={r}{ctx.hint()}",
+                               "stride")
+    return prev[0] * r * r, prev[1] // r, prev[2] // r
 
 
 def _yolo(sp: YoloSpec, prev: Shape, ctx: _Ctx) -> Shape:
@@ -150,7 +199,9 @@ def _yolo(sp: YoloSpec, prev: Shape, ctx: _Ctx) -> Shape:
 #: spec type -> its shape rule ``(spec, previous layer's shape, context) -> output shape``
 SHAPE_RULES: Dict[Type[LayerSpec], Callable[..., Shape]] = {
     ConvSpec: _conv, MaxPoolSpec: _maxpool, UpsampleSpec: _upsample, RouteSpec: _route,
-    ShortcutSpec: _shortcut, DropoutSpec: _same, YoloSpec: _yolo,
+    ShortcutSpec: _shortcut, DropoutSpec: _same, YoloSpec: _yolo, SamSpec: _sam,
+    ScaleChannelsSpec: _scale_channels, AvgPoolSpec: _avgpool, LocalAvgPoolSpec: _local_avgpool,
+    Reorg3dSpec: _reorg3d, ContrastiveSpec: _same,
 }
 
 

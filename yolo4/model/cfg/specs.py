@@ -6,12 +6,14 @@ module builder and the trainer (which reads :class:`YoloSpec` directly) all use 
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from yolo4.model.cfg.section import Section
 
 __all__ = ["NetSpec", "LayerSpec", "ConvSpec", "RouteSpec", "ShortcutSpec", "MaxPoolSpec", "UpsampleSpec",
-           "DropoutSpec", "YoloSpec", "DEFAULT_NET", "ACTIVATIONS"]
+           "DropoutSpec", "YoloSpec", "SamSpec", "ScaleChannelsSpec", "AvgPoolSpec", "LocalAvgPoolSpec",
+           "Reorg3dSpec", "ContrastiveSpec", "DEFAULT_NET", "ACTIVATIONS", "SHORTCUT_WEIGHTS_TYPES",
+           "SHORTCUT_WEIGHTS_NORMALIZATIONS"]
 
 #: darknet activation names this package implements (darknet ``src/activations.c`` formulas).
 ACTIVATIONS = ("linear", "leaky", "mish", "swish", "logistic", "relu", "relu6", "tanh", "elu", "selu",
@@ -88,9 +90,13 @@ class ConvSpec(LayerSpec):
     batch_normalize: bool = False
     activation: str = "logistic"
     stopbackward: int = 0
+    share_index: Optional[int] = None
 
     def num_params(self) -> int:
-        """Floats this layer holds in a .weights file (bias, [scale, mean, var,] kernel)."""
+        """Floats this layer holds in a .weights file (bias, [scale, mean, var,] kernel); 0 for a layer
+        that uses another layer's parameters (``share_index``, darknet ``load_weights_upto``)."""
+        if self.share_index is not None:
+            return 0
         n = self.filters * (4 if self.batch_normalize else 1)
         return n + self.filters * (self.in_channels // self.groups) * self.size * self.size
 
@@ -105,12 +111,100 @@ class RouteSpec(LayerSpec):
     stopbackward: int = 0
 
 
+#: ``[shortcut] weights_type`` values (darknet ``parse_shortcut``; ``per_layer`` is read as ``per_feature``)
+SHORTCUT_WEIGHTS_TYPES = ("none", "per_feature", "per_channel")
+#: ``[shortcut] weights_normalization`` values (``avg_relu`` is read as ``relu``)
+SHORTCUT_WEIGHTS_NORMALIZATIONS = ("none", "relu", "softmax")
+
+
 @dataclass
 class ShortcutSpec(LayerSpec):
-    """``[shortcut]``: previous output + outputs of ``from_layers`` (same shapes), then activation."""
+    """``[shortcut]`` (darknet ``src/shortcut_layer.c``, ``shortcut_multilayer_cpu`` in ``src/blas.c``).
+
+    Output = ``activation(w0 * prev + sum_i w_i * from_i)`` with the previous layer's shape; each
+    ``from_layers[i]`` (same height and width) is added over the channels both have (``min(c_prev,
+    c_from)``, the first ones). Without weights every ``w`` is 1. ``weights_type`` ``per_feature``:
+    one weight per input (``n+1``, ``n = len(from_layers)``), ``per_channel``: ``(n+1) x c_prev``;
+    they are stored in the .weights file after the preceding layers' records.
+    ``weights_normalization`` ``relu``: ``w_i = relu(w_i) / (1e-4 + sum_j relu(w_j))``, ``softmax``:
+    ``w_i = exp(w_i - max) / (1e-4 + sum_j exp(w_j - max))`` (over the ``n+1`` inputs); darknet's
+    parser refuses weights without a normalization.
+    """
 
     from_layers: List[int] = field(default_factory=list)
     activation: str = "linear"
+    weights_type: str = "none"
+    weights_normalization: str = "none"
+
+    def num_weights(self) -> int:
+        """Floats this layer holds in a .weights file: 0, ``n+1`` or ``(n+1) * channels``."""
+        n = len(self.from_layers) + 1
+        if self.weights_type == "per_feature":
+            return n
+        if self.weights_type == "per_channel":
+            return n * self.out_channels
+        return 0
+
+
+@dataclass
+class SamSpec(LayerSpec):
+    """``[sam]`` (darknet ``src/sam_layer.c`` ``forward_sam_layer``): the modified spatial attention of
+    YOLOv4, ``activation(prev * from)`` elementwise; ``from_layer`` has the previous layer's shape."""
+
+    from_layer: int = 0
+    activation: str = "linear"
+
+    @property
+    def from_layers(self) -> List[int]:
+        return [self.from_layer]
+
+
+@dataclass
+class ScaleChannelsSpec(LayerSpec):
+    """``[scale_channels]`` (darknet ``src/scale_channels_layer.c``): ``activation(from * prev)`` with
+    the ``from_layer``'s shape ``[C, H, W]``; the previous layer is ``[C, 1, 1]`` (a per-channel scale,
+    squeeze-and-excitation) or, with ``scale_wh=1``, ``[1, H, W]`` (a per-position scale)."""
+
+    from_layer: int = 0
+    scale_wh: bool = False
+    activation: str = "linear"
+
+    @property
+    def from_layers(self) -> List[int]:
+        return [self.from_layer]
+
+
+@dataclass
+class AvgPoolSpec(LayerSpec):
+    """``[avgpool]`` (darknet ``src/avgpool_layer.c``): global average, ``[C, H, W] -> [C, 1, 1]``."""
+
+
+@dataclass
+class LocalAvgPoolSpec(LayerSpec):
+    """``[local_avgpool]`` (darknet ``src/maxpool_layer.c`` ``forward_local_avgpool_layer``): the
+    ``[maxpool]`` geometry (``padding // 2`` before, out = (in + padding - size) // stride + 1), each
+    output the mean of the window's cells inside the input (padding not counted)."""
+
+    size: int = 1
+    pool_stride: int = 1
+    padding: int = 0
+
+
+@dataclass
+class Reorg3dSpec(LayerSpec):
+    """``[reorg3d]`` (darknet ``src/reorg_layer.c``, ``reorg_cpu`` in ``src/blas.c``): space to depth,
+    ``[C, H, W] -> [C*s*s, H/s, W/s]``, output channel ``(dy*s + dx)*C + c`` holds input
+    ``[c, y*s + dy, x*s + dx]``."""
+
+    reorg_stride: int = 2
+
+
+@dataclass
+class ContrastiveSpec(LayerSpec):
+    """``[contrastive]`` (darknet ``src/parser.c`` ``parse_contrastive``): a training-only loss on the
+    embeddings; at inference it passes its input through (nothing reads its output)."""
+
+    yolo_layer: int = 0
 
 
 @dataclass
