@@ -151,8 +151,9 @@ def train(
                                 "runs/train*] from its last.pt, exactly as it was started: cfg, data, epochs, "
                                 "image size, batch and schedule come from the checkpoint."),
     workers: int = typer.Option(2, min=0, help="data-loading worker processes."),
-    lr: Optional[float] = typer.Option(None, min=0.0, help="initial learning rate per image batch "
-                                       "[default: the cfg's learning_rate]."),
+    lr: Optional[float] = typer.Option(None, min=0.0, help="peak learning rate per optimizer step on the "
+                                       "per-image mean loss [default: the cfg's learning_rate x batch/64, "
+                                       "darknet's per-image rate; heads re-made for new classes x 64/batch]."),
     max_images: Optional[int] = typer.Option(None, min=1, help="use at most this many training images "
                                              "(quick runs)."),
     seed: Optional[int] = typer.Option(None, help="random seed [default: 0]."),

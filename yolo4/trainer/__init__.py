@@ -1,6 +1,6 @@
 """Training: fine-tune a darknet cfg (+ pretrained .weights) on a dataset (torch).
 
-Modules, one concern each, so the full YOLOv4 recipe (mosaic, CutMix, SAT, DropBlock, CmBN, EMA,
+Modules, one concern each, so the full YOLOv4 recipe (mosaic, CutMix, SAT, DropBlock, CmBN,
 DDP) can slot in later without reshaping the loop:
 
 - :mod:`.augment`    numpy/cv2 augmentation of one image + its boxes (flip, HSV, darknet jitter crop)
@@ -8,6 +8,7 @@ DDP) can slot in later without reshaping the loop:
 - :mod:`.assign`     darknet's truth -> (layer, anchor, cell) assignment (``forward_yolo_layer``)
 - :mod:`.loss`       CIoU/DIoU/GIoU/IoU/MSE box loss, objectness and class BCE (darknet semantics)
 - :mod:`.schedule`   learning rate: darknet burn-in then cosine
+- :mod:`.ema`        exponential moving average of the weights (what is validated and saved)
 - :mod:`.checkpoint` atomic ``last.pt`` / ``best.pt`` in the spec's checkpoint format
 - :mod:`.train`      :func:`train`, the loop, per-epoch evaluation, results.csv, darknet export
 

@@ -7,7 +7,13 @@ loads with ``torch.load(path, weights_only=True)``; defined, read and validated 
     {"format": "yolo4-checkpoint", "version": 1, "cfg_text": str (the re-headed cfg), "names": [str],
      "model": state_dict (EMA weights when EMA is used), "epoch": int (completed epochs, 1-based),
      "best_fitness": float, "optimizer": state_dict or None, "ema": state_dict or None,
-     "ema_updates": int, "train_args": dict, "yolo4_version": str, "metrics": dict}
+     "ema_updates": int, "train_args": dict, "yolo4_version": str, "metrics": dict,
+     "train_model": state_dict or None}
+
+With EMA (:mod:`.ema`), ``model`` and ``ema`` are the averaged weights (one copy in the file: the same
+tensors) and ``train_model`` the raw weights the optimizer trains, needed to resume (``last.pt``
+only; None in ``best.pt``). Without EMA (checkpoints of earlier versions) ``ema`` is None,
+``train_model`` absent, and ``model`` the trained weights.
 
 Writes go to a hidden temp file beside ``path`` (``.<name>.<hex>.tmp``, :func:`yolo4.fileio.atomic_path`)
 that is moved over ``path`` with ``os.replace`` only once complete, so an interrupted save (crash,
@@ -45,7 +51,8 @@ def make_checkpoint(model: torch.nn.Module, names, epoch: int, best_fitness: flo
                     optimizer: Optional[torch.optim.Optimizer] = None,
                     ema: Optional[Dict[str, torch.Tensor]] = None, ema_updates: int = 0,
                     train_args: Optional[Dict[str, Any]] = None,
-                    metrics: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+                    metrics: Optional[Dict[str, Any]] = None,
+                    train_model: Optional[torch.nn.Module] = None) -> Dict[str, Any]:
     """Build the checkpoint dict of the spec from a ``yolo4.model.Darknet`` module.
 
     Args:
@@ -54,13 +61,15 @@ def make_checkpoint(model: torch.nn.Module, names, epoch: int, best_fitness: flo
         epoch: completed epochs (1-based: 1 after the first epoch).
         best_fitness: best validation fitness so far (-1.0 before any evaluation).
         optimizer: its ``state_dict`` is stored for ``resume`` (None in ``best.pt``-only uses).
-        ema, ema_updates: EMA weights/updates (None/0 until EMA is implemented).
+        ema, ema_updates: EMA weights / number of EMA updates (None / 0 without EMA).
         train_args: the run's arguments as resolved (plain values; ``resume`` reads them back, see
             :func:`yolo4.trainer.train.train`).
         metrics: the last evaluation's metrics.
+        train_model: with EMA, the raw training model (``model`` is then the average); its
+            ``state_dict`` is stored as ``train_model`` for resume. None: no such key.
     """
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    return {
+    out = {
         "format": FORMAT,
         "version": VERSION,
         "cfg_text": str(model.cfg_text),
@@ -75,6 +84,9 @@ def make_checkpoint(model: torch.nn.Module, names, epoch: int, best_fitness: flo
         "yolo4_version": __version__,
         "metrics": _plain(dict(metrics or {})),
     }
+    if train_model is not None:
+        out["train_model"] = {k: v.detach().cpu().clone() for k, v in train_model.state_dict().items()}
+    return out
 
 
 def save_checkpoint(ckpt: Dict[str, Any], path: Union[str, "os.PathLike[str]"]) -> Path:

@@ -36,7 +36,9 @@ weights are written as a loss and differentiated by autograd):
 
 Reduction: every term is **summed** over predictions/pairs (darknet sums its deltas) and the total
 is divided by the batch size: darknet updates with ``learning_rate / batch * sum of per-image
-gradients``, so torch SGD on this per-image-mean loss with ``lr = learning_rate`` is the same step.
+gradients``, so torch SGD on this per-image-mean loss with ``lr = learning_rate`` is the same step
+(per step: at a batch below darknet's 64 it takes more of them per image, hence the trainer's
+default ``lr = learning_rate * batch / 64``, see :mod:`.train`).
 """
 
 import math
