@@ -266,3 +266,187 @@ def test_darknet_mse_box_delta():
     g, spec = _one_positive("mse", "darknet", tx=0.0)
     scale = 2 - (37 / 64) * (58 / 64)
     assert g == pytest.approx(-scale * (0.75 - 0.5) * 0.5, rel=1e-5)
+
+
+# --- each [yolo] loss key has a test that fails without it ------------------------------------------
+
+def _box_kinds_reference(a, b):
+    """numpy port of darknet box.c (value form; DIoU as the paper / dx_box_iou): a, b = (cx, cy, w, h)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    al, ar, at, ab = a[0] - a[2] / 2, a[0] + a[2] / 2, a[1] - a[3] / 2, a[1] + a[3] / 2
+    bl, br, bt, bb = b[0] - b[2] / 2, b[0] + b[2] / 2, b[1] - b[3] / 2, b[1] + b[3] / 2
+    inter = max(0.0, min(ar, br) - max(al, bl)) * max(0.0, min(ab, bb) - max(at, bt))
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    iou = inter / union
+    cw, ch = max(ar, br) - min(al, bl), max(ab, bb) - min(at, bt)
+    giou = iou - (cw * ch - union) / (cw * ch)
+    d = ((a[0] - b[0]) ** 2 + (a[1] - b[1]) ** 2) / (cw ** 2 + ch ** 2)
+    v = 4 / math.pi ** 2 * (math.atan(b[2] / b[3]) - math.atan(a[2] / a[3])) ** 2
+    alpha = v / (1 - iou + v + 1e-6)
+    return {"iou": iou, "giou": giou, "diou": iou - d, "ciou": iou - d - alpha * v}
+
+
+# one 1-class layer, stride 16, 4x4 cells, mask 1,2,3 (anchors 23x27, 37x58, 81x82). Truth 50x40 at
+# (44, 36): best anchor 37x58 (centred IoU 1480/2666) -> slot 1, cell (2, 2). All-zero outputs predict
+# slot 1's anchor at the cell centre: (40, 40, 37, 58) (sigmoid(0) = .5 for any scale_x_y).
+KIND_TRUTH = [44.0, 36.0, 50.0, 40.0]
+KIND_PRED = [40.0, 40.0, 37.0, 58.0]
+
+
+def _kind_spec(**kw):
+    options = dict(iou_loss="ciou", iou_normalizer=0.5, ignore_thresh=1.0)
+    options.update(kw)
+    return yolo_specs(TINY_ANCHORS, [([1, 2, 3], 16)], 1, **options)[0]
+
+
+def _kind_items(spec, raw=None):
+    raw = torch.zeros(1, 18, 4, 4) if raw is None else raw
+    return YoloLoss([spec])([raw], torch.tensor([[0, 0] + KIND_TRUTH]))[1]
+
+
+def test_bbox_iou_matches_darknet_box_c_on_general_boxes():
+    ref = _box_kinds_reference(KIND_PRED, KIND_TRUTH)
+    for kind, want in ref.items():
+        got = bbox_iou(torch.tensor(KIND_PRED, dtype=torch.float64), torch.tensor(KIND_TRUTH, dtype=torch.float64),
+                       kind).item()
+        assert got == pytest.approx(want, abs=1e-7), kind
+    assert len({round(v, 6) for v in ref.values()}) == 4        # the four kinds differ on these boxes
+
+
+@pytest.mark.parametrize("kind", ["iou", "giou", "diou", "ciou"])
+def test_box_loss_is_one_minus_the_selected_iou_kind(kind):
+    want = 0.5 * (1 - _box_kinds_reference(np.array(KIND_PRED) / 64, np.array(KIND_TRUTH) / 64)[kind])
+    items = _kind_items(_kind_spec(iou_loss=kind))
+    assert items["box"] == pytest.approx(want, rel=1e-5)
+    assert items["positives"] == 1
+
+
+def test_mse_box_loss_value():
+    # darknet delta_yolo_box (MSE): tx = 44/16 - 2 = .75, ty = 36/16 - 2 = .25, tw = log(50/37),
+    # th = log(40/58) against x = y = .5, w = h = 0; scale = 2 - (50/64)(40/64)
+    items = _kind_items(_kind_spec(iou_loss="mse"))
+    sq = 0.25 ** 2 + 0.25 ** 2 + math.log(50 / 37) ** 2 + math.log(40 / 58) ** 2
+    assert items["box"] == pytest.approx(0.5 * (2 - 50 * 40 / 64 ** 2) * 0.5 * sq, rel=1e-5)
+
+
+def test_darknet_default_iou_loss_is_mse():
+    spec = yolo_specs(TINY_ANCHORS, [([1, 2, 3], 16)], 1)[0]
+    assert (spec.iou_loss, spec.iou_normalizer, spec.cls_normalizer, spec.obj_normalizer) == ("mse", 0.75, 1.0, 1.0)
+    assert (spec.ignore_thresh, spec.iou_thresh, spec.label_smooth_eps, spec.scale_x_y) == (0.5, 1.0, 0.0, 1.0)
+
+
+def test_normalizers_scale_their_own_term_only():
+    torch.manual_seed(0)
+    raw = torch.randn(1, 18, 4, 4) * 0.5
+    base = _kind_items(_kind_spec(iou_normalizer=1.0, obj_normalizer=1.0, cls_normalizer=1.0), raw)
+    assert min(base["box"], base["obj"], base["cls"]) > 0
+    for key, term, w in (("iou_normalizer", "box", 0.07), ("obj_normalizer", "obj", 0.4),
+                         ("cls_normalizer", "cls", 2.5)):
+        norms = dict(iou_normalizer=1.0, obj_normalizer=1.0, cls_normalizer=1.0)
+        norms[key] = w
+        got = _kind_items(_kind_spec(**norms), raw)
+        for t in ("box", "obj", "cls"):
+            assert got[t] == pytest.approx(base[t] * (w if t == term else 1.0), rel=1e-5), (key, t)
+
+
+def _overlap_setup(cls_logit):
+    """The ignore-test layout: slot 0 of cell (2, 2) predicts the truth exactly but is not responsible."""
+    spec = tiny_specs(num_classes=1)[1]                 # ignore_thresh .7
+    raw = torch.zeros(1, 18, 4, 4)
+    raw[0, 2, 2, 2] = math.log(37 / 23)
+    raw[0, 3, 2, 2] = math.log(58 / 27)
+    raw[0, 5, 2, 2] = cls_logit
+    return spec, raw, torch.tensor([[0, 0, 40.0, 40.0, 37.0, 58.0]])
+
+
+def _obj_grad(spec, raw, targets):
+    raw = raw.clone().requires_grad_(True)
+    YoloLoss([spec])([raw], targets)[0].backward()
+    return raw.grad[0, 4, 2, 2].item()                   # slot 0's objectness at cell (2, 2)
+
+
+def test_ignore_thresh_zeroes_objectness_only_above_the_threshold():
+    spec, raw, targets = _overlap_setup(0.0)
+    # slot 0 reduced to 30x58 (IoU with the truth 30/37 = .81): ignored at .7 and .8, not at .85
+    raw[0, 2, 2, 2] = math.log(30 / 23)
+    assert _obj_grad(spec, raw, targets) == 0.0
+    assert _obj_grad(dataclasses.replace(spec, ignore_thresh=0.8), raw, targets) == 0.0
+    assert _obj_grad(dataclasses.replace(spec, ignore_thresh=0.85), raw, targets) == pytest.approx(0.5, abs=1e-6)
+
+
+def test_ignore_needs_a_class_probability_above_quarter():
+    # darknet compare_yolo_class: the overlapping prediction is only ignored when some class p > .25
+    spec, raw, targets = _overlap_setup(_logit(0.3))
+    assert _obj_grad(spec, raw, targets) == 0.0
+    spec, raw, targets = _overlap_setup(_logit(0.2))
+    assert _obj_grad(spec, raw, targets) == pytest.approx(0.5, abs=1e-6)
+
+
+def test_smooth_class_targets():
+    from yolo4.trainer.loss import smooth_class_targets
+
+    hot = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 1.0]])
+    assert torch.equal(smooth_class_targets(hot, 0.0), hot)
+    assert torch.allclose(smooth_class_targets(hot, 0.1), torch.tensor([[0.05, 0.95, 0.05], [0.95, 0.05, 0.95]]))
+
+
+def test_label_smooth_eps_in_the_class_loss():
+    # darknet delta_yolo_class: y_true = y (1 - eps) + eps/2 -> .95 / .05 for eps = .1 (3 classes)
+    spec = tiny_specs(num_classes=3, label_smooth_eps=0.1)[1]
+    assert spec.label_smooth_eps == 0.1
+    raw = torch.zeros(1, 3 * 8, 4, 4)
+    raw[0, 8 + 5 + 2, 2, 2] = _logit(0.9)
+    raw.requires_grad_(True)
+    loss, items = YoloLoss([spec])([raw], torch.tensor([[0, 2, 40.0, 40.0, 37.0, 58.0]]))
+    want = -(0.95 * math.log(0.9) + 0.05 * math.log(0.1)) + 2 * math.log(2)
+    assert items["cls"] == pytest.approx(want, rel=1e-5)
+    loss.backward()
+    g = raw.grad[0, 8 + 5:8 + 8, 2, 2]                    # d/dlogit = p - y_true
+    assert torch.allclose(g, torch.tensor([0.5 - 0.05, 0.5 - 0.05, 0.9 - 0.95]), atol=1e-6)
+
+
+def test_scale_x_y_makes_a_truth_on_the_cell_border_reachable():
+    # truth 37x58 with its centre on the left border of cell (2, 2): x = 32. With scale_x_y = 1.2 the
+    # decode x = sigmoid(tx) * 1.2 - .1 reaches 0 at tx = log(1/11) (sigmoid 1/12); with 1 it never does.
+    targets = torch.tensor([[0, 0, 32.0, 40.0, 37.0, 58.0]])
+    raw = torch.zeros(1, 18, 4, 4)
+    raw[0, 6, 2, 2] = math.log(1 / 11)
+    for iou_loss in ("ciou", "mse"):
+        spec = _kind_spec(iou_loss=iou_loss, scale_x_y=1.2)
+        xy, _, _, _, _ = decode_layer(raw, spec)
+        assert xy[0, 1, 2, 2].tolist() == pytest.approx([32.0, 40.0], abs=1e-4)
+        lt = assign_layer(targets, spec, (4, 4))
+        assert pairs(lt) == [(0, 0, 1, 2, 2)]
+        r = raw.clone().requires_grad_(True)
+        loss, items = YoloLoss([spec])([r], targets)
+        assert items["box"] == pytest.approx(0.0, abs=1e-6), iou_loss
+        loss.backward()
+        assert r.grad[0, 6:10, 2, 2].abs().max().item() < 1e-5         # at the optimum
+        # the same outputs under scale_x_y = 1 stop short of the border: a box loss remains
+        assert _kind_items(dataclasses.replace(spec, scale_x_y=1.0), raw)["box"] > 1e-3, iou_loss
+
+
+def test_iou_thresh_adds_positives_in_the_loss():
+    # yolov4 layout, truth 40x40: best anchor 2 (40x28) plus anchor 1 (19x36, IoU .43) at stride 8,
+    # anchors 3 and 4 at stride 16 with iou_thresh = .213; only anchor 2 with iou_thresh = 1
+    targets = torch.tensor([[0, 2, 100.0, 60.0, 40.0, 40.0]])
+    raws = [torch.zeros(1, 3 * 8, s, s) for s in (32, 16, 8)]
+    for thresh, positives, obj_pos in ((0.213, 4, [1, 2]), (1.0, 1, [2])):
+        specs = v4_specs(thresh)
+        rs = [r.clone().requires_grad_(True) for r in raws]
+        loss, items = YoloLoss(specs)(rs, targets)
+        assert items["positives"] == positives
+        loss.backward()
+        g = rs[0].grad.view(1, 3, 8, 32, 32)[0, :, 4, 60 // 8, 100 // 8]   # objectness of the truth's cell
+        assert [a for a in range(3) if g[a] < 0] == obj_pos
+
+
+def test_unimplemented_yolo_keys_warn():
+    from yolo4.errors import Yolo4Warning
+
+    with pytest.warns(Yolo4Warning, match="objectness_smooth, truth_thresh"):
+        YoloLoss(tiny_specs(objectness_smooth=1, truth_thresh=0.9))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        YoloLoss(tiny_specs())

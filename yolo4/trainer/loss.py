@@ -9,16 +9,23 @@ weights are written as a loss and differentiated by autograd):
 
 - **objectness**: binary cross-entropy, target 1 at the positives of :mod:`.assign`, 0 elsewhere;
   predictions (not positives) whose decoded box has IoU ``> ignore_thresh`` with some truth of the
-  image get no objectness loss ("ignore"). Darknet additionally requires some class probability
-  ``> 0.25`` at that prediction (``compare_yolo_class``) before ignoring it; this first trainer does
-  not (a prediction overlapping a truth is ignored whatever its class scores). Weight
-  ``obj_normalizer``. (darknet's delta ``obj_normalizer * (t - p)`` is exactly the negative gradient
-  of this BCE with respect to the logit.)
-- **class**: BCE over all classes at each positive slot, target 1 for the truth's class (several
-  truths on one slot make a multi-hot target, as darknet's ``delta_yolo_class``), no label
-  smoothing. Weight ``cls_normalizer``.
+  image **and** some class probability ``> 0.25`` (darknet ``compare_yolo_class``: any class, not
+  necessarily the truth's) get no objectness loss ("ignore", ``process_batch``: ``best_match_iou >
+  l.ignore_thresh`` -> ``delta = 0``). Weight ``obj_normalizer``. (darknet's delta
+  ``obj_normalizer * (t - p)`` is exactly the negative gradient of this BCE with respect to the
+  logit.)
+- **class**: BCE over all classes at each positive slot, target ``y * (1 - eps) + 0.5 * eps`` with
+  ``y`` 1 for the truth's class, 0 for the others, ``eps = label_smooth_eps`` (darknet
+  ``delta_yolo_class``: positives ``1 - eps/2``, negatives ``eps/2``, whatever the number of
+  classes; :func:`smooth_class_targets`). Several truths on one slot make a multi-hot target, as in
+  darknet. Weight ``cls_normalizer``. (Deviation: darknet's ``delta_yolo_class`` multiplies by
+  ``cls_normalizer`` only when ``counters_per_class`` is set, so there it is a no-op in every
+  official cfg, all of which set 1.0; here it weights the class term as its name says.)
 - **box**: ``1 - CIoU`` (``iou_loss=ciou``; also ``diou``, ``giou``, ``iou``) between the decoded
-  predicted box and the truth (both in 0..1 image units), weight ``iou_normalizer``; a slot shared by
+  predicted box (:func:`decode_layer`: the model's decode, ``scale_x_y`` included) and the truth
+  (both in 0..1 image units), weight ``iou_normalizer``. DIoU is the paper's ``IoU - d^2/c^2``, the
+  quantity whose gradient darknet's ``dx_box_iou`` applies (darknet's ``box_diou`` *value*, used only
+  for its printed statistics, is ``IoU - (d^2/c^2)^0.6``). A slot shared by
   several truths averages their box terms (darknet ``averages_yolo_deltas``). ``iou_loss=mse``
   (darknet's default, yolov3): ``0.5 * (2 - w*h) * iou_normalizer * ((tx - sx)^2 + (ty - sy)^2 +
   (tw - log(w/a))^2 + (th - log(h/a))^2)`` in darknet's cell / log-anchor units.
@@ -34,6 +41,10 @@ weights are written as a loss and differentiated by autograd):
   darknet's (about 1/40 at 320 px, stride 32), i.e. a much weaker box term. Darknet's per-element
   ``max_delta`` clip is not applied (the trainer clips the global gradient norm instead).
 
+Not implemented (a :class:`yolo4.errors.Yolo4Warning` names them when a cfg sets them):
+``objectness_smooth=1``, ``focal_loss=1``, ``truth_thresh < 1``, ``counters_per_class``; the loss
+then trains as if they were at darknet's defaults.
+
 Reduction: every term is **summed** over predictions/pairs (darknet sums its deltas) and the total
 is divided by the batch size: darknet updates with ``learning_rate / batch * sum of per-image
 gradients``, so torch SGD on this per-image-mean loss with ``lr = learning_rate`` is the same step
@@ -42,16 +53,26 @@ default ``lr = learning_rate * batch / 64``, see :mod:`.train`).
 """
 
 import math
-from typing import Dict, Sequence, Tuple
+import warnings
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
+from ..errors import Yolo4Warning
 from ..model.cfg import YoloSpec
 from ..model.layers import decode_xywh
 from .assign import LayerTargets, assign_layer
 
 IOU_KINDS = ("iou", "giou", "diou", "ciou")
+
+# [yolo] training keys this loss does not implement -> "set to a non-default value"
+_UNSUPPORTED = {
+    "objectness_smooth": lambda s: bool(s.objectness_smooth),
+    "focal_loss": lambda s: bool(s.focal_loss),
+    "truth_thresh": lambda s: s.truth_thresh < 1.0,
+    "counters_per_class": lambda s: "counters_per_class" in s.section.options,
+}
 
 
 def bbox_iou(box1: torch.Tensor, box2: torch.Tensor, kind: str = "iou", eps: float = 1e-9) -> torch.Tensor:
@@ -129,6 +150,26 @@ def decode_layer(raw: torch.Tensor, spec: YoloSpec) -> Tuple[torch.Tensor, torch
     return xy, wh, p[..., 0:4], p[..., 4], p[..., 5:]
 
 
+def smooth_class_targets(hot: torch.Tensor, eps: float) -> torch.Tensor:
+    """Darknet's class targets with label smoothing (``delta_yolo_class``, ``label_smooth_eps``).
+
+    Args:
+        hot: ``[..., C]`` float one-hot / multi-hot (1 for a truth's class, 0 otherwise).
+        eps: the ``[yolo]`` key ``label_smooth_eps`` (0: off).
+
+    Returns:
+        ``[..., C]`` float ``hot * (1 - eps) + 0.5 * eps``: ``1 - eps/2`` and ``eps/2``.
+    """
+    if not eps:
+        return hot
+    return hot * (1.0 - eps) + 0.5 * eps
+
+
+#: darknet ``compare_yolo_class``'s ``conf_thresh``: a prediction is only ignored when some class
+#: probability exceeds it (``process_batch`` passes 0.25)
+IGNORE_CLASS_THRESH = 0.25
+
+
 def _bce(x: torch.Tensor, target: torch.Tensor, probs: bool) -> torch.Tensor:
     if probs:
         return F.binary_cross_entropy(x.clamp(1e-7, 1 - 1e-7), target, reduction="none")
@@ -180,6 +221,10 @@ class YoloLoss:
         for s in self.specs:
             if s.iou_loss not in IOU_KINDS + ("mse",):
                 raise ValueError(f"iou_loss={s.iou_loss} is not supported (mse, iou, giou, diou, ciou)")
+        unsupported = sorted({k for s in self.specs for k, off in _UNSUPPORTED.items() if off(s)})
+        if unsupported:
+            warnings.warn(f"[yolo] {', '.join(unsupported)}: not implemented by the trainer's loss, "
+                          "trained as darknet's defaults", Yolo4Warning, stacklevel=2)
 
     def __call__(self, raw_outputs: Sequence[torch.Tensor],
                  targets: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, float]]:
@@ -205,12 +250,17 @@ class YoloLoss:
         return assign_layer(targets, spec, raw.shape[2:4])
 
     def ignore_mask(self, xy: torch.Tensor, wh: torch.Tensor, spec: YoloSpec, truths: torch.Tensor,
-                    tvalid: torch.Tensor) -> torch.Tensor:
-        """``[B,A,H,W]`` bool: predictions whose best IoU with a truth of their image ``> ignore_thresh``.
+                    tvalid: torch.Tensor, cls_prob: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``[B,A,H,W]`` bool: darknet's ignored predictions (``process_batch``, ``compare_yolo_class``).
+
+        A prediction is ignored when its best IoU with a truth of its image is ``> ignore_thresh``
+        and (when ``cls_prob`` is given) some class probability is ``> 0.25``.
 
         Args:
-            xy, wh: decoded centres/sizes ``[B,A,H,W,2]`` (input pixels).
-            truths: ``[B, T, 4]`` cx,cy,w,h input pixels; tvalid: ``[B, T]`` bool.
+            xy, wh: decoded centres/sizes ``[B,A,H,W,2]`` float (input pixels).
+            truths: ``[B, T, 4]`` float cx,cy,w,h input pixels; tvalid: ``[B, T]`` bool.
+            cls_prob: ``[B,A,H,W,C]`` float class probabilities (after the logistic), or None to
+                skip darknet's class condition.
         """
         with torch.no_grad():
             B = xy.shape[0]
@@ -218,14 +268,18 @@ class YoloLoss:
             iou = bbox_iou(pred, truths[:, None, :, :], "iou")                  # [B, N, T]
             iou = iou.masked_fill(~tvalid[:, None, :], 0.0)
             best = iou.max(dim=2).values if iou.shape[2] else iou.new_zeros(iou.shape[:2])
-            return (best > spec.ignore_thresh).view(xy.shape[:4])
+            ignore = (best > spec.ignore_thresh).view(xy.shape[:4])
+            if cls_prob is not None and cls_prob.shape[-1]:
+                ignore &= (cls_prob > IGNORE_CLASS_THRESH).any(dim=-1)
+            return ignore
 
     def _layer(self, raw, spec, targets, truths, tvalid):
         xy, wh, traw, obj, cls = decode_layer(raw, spec)
         B, A, H, W = obj.shape
         probs = bool(spec.new_coords)
         lt = self.layer_targets(raw, spec, targets)
-        ignore = self.ignore_mask(xy, wh, spec, truths, tvalid)
+        cls_prob = cls.detach() if probs else torch.sigmoid(cls.detach())
+        ignore = self.ignore_mask(xy, wh, spec, truths, tvalid, cls_prob)
 
         obj_t = torch.zeros_like(obj)
         zero = obj.new_zeros(())
@@ -245,6 +299,7 @@ class YoloLoss:
         cls_flat = cls.reshape(-1, C)[uslots]                               # [U, C]
         cls_t = torch.zeros_like(cls_flat)
         cls_t[inv, targets[lt.t, 1].long()] = 1.0
+        cls_t = smooth_class_targets(cls_t, spec.label_smooth_eps)
         lcls = _bce(cls_flat, cls_t, probs).sum() * spec.cls_normalizer
 
         # boxes: each (truth, anchor) pair, averaged over pairs sharing a slot
