@@ -129,6 +129,13 @@ def _run_dir(output_dir: Optional[Path], default: str, exist_ok: bool) -> Path:
     return check_writable_dir(path, "output folder")
 
 
+def _train_device() -> str:
+    """``cuda`` when torch sees a GPU, else ``cpu``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 @app.command()
 @_command
 def train(
@@ -138,8 +145,8 @@ def train(
                                        "$YOLO4_ASSET_MIRROR). [required unless --resume]"),
     weights: Optional[str] = typer.Option(None, help="pretrained " + WEIGHTS_HELP + " Heads are re-made "
                                           "when the dataset's class count differs from the cfg's."),
-    epochs: Optional[int] = typer.Option(None, min=1, help="number of passes over the training split "
-                                         "[default: 10]."),
+    epochs: Optional[int] = typer.Option(None, min=0, help="number of passes over the training split "
+                                         "[default: 10]; 0 with --preview: write the preview and stop."),
     batch: Optional[int] = typer.Option(None, min=1, help="images per optimizer step [default: 8]."),
     img_size: Optional[int] = typer.Option(None, help="network input size in pixels, square, multiple of "
                                            "32 [default: the cfg's [net] width/height]."),
@@ -165,11 +172,33 @@ def train(
                                            "as a fraction of the image size, 0..1 [default: the cfg's]."),
     box_grad: Optional[str] = typer.Option(None, help="box-loss gradient: darknet (darknet's scaling) or "
                                            "chain (plain autograd) [default: darknet]."),
+    policy: Optional[str] = typer.Option(None, help="learning-rate policy after darknet's burn-in: cosine, "
+                                         "steps (the cfg's steps/scales at the same fractions of this run "
+                                         "as of max_batches), sgdr (the cfg's sgdr_cycle/sgdr_mult, same "
+                                         "mapping) or constant [default: cosine, whatever the cfg's policy]."),
+    optimizer: Optional[str] = typer.Option(None, help="sgd (darknet's, the cfg's momentum), adam or adamw; "
+                                            "weight decay (the cfg's decay) on conv weights only [default: "
+                                            "adam if the cfg says adam=1, else sgd]."),
+    nesterov: Optional[bool] = typer.Option(None, "--nesterov/--no-nesterov", help="Nesterov momentum "
+                                            "(sgd only) [default: off]."),
+    subdivisions: Optional[int] = typer.Option(None, min=1, help="darknet's subdivisions: accumulate the "
+                                               "gradients of this many mini-batches of batch/subdivisions "
+                                               "images per optimizer step; must divide --batch [default: 1]."),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="mixed precision (float16 autocast + "
+                                       "loss scaling), CUDA only [default: on when training on CUDA]."),
+    device: Optional[str] = typer.Option(None, help="torch device: cpu, cuda, cuda:1 [default: cuda when "
+                                         "available, else cpu]."),
+    preview: int = typer.Option(0, min=0, help="first write the first N augmented training batches as "
+                                "OUTPUT_DIR/preview/batch{k}.jpg (boxes and class names drawn), then train "
+                                "(with --epochs 0: stop after the preview)."),
 ):
     """Train (fine-tune) a darknet cfg on a dataset; writes checkpoints and darknet .weights."""
     from .fileio import check_writable_dir, latest_run_dir
     from .trainer.train import train as run_train
 
+    if epochs == 0 and not preview:
+        raise typer.BadParameter("0 trains nothing: give 1 or more (0 only with --preview N)",
+                                 param_hint="--epochs")
     if resume:
         out = output_dir if output_dir is not None else latest_run_dir(Path("runs/train"))
         if not (out / "last.pt").is_file():
@@ -179,10 +208,21 @@ def train(
         if cfg is None or data is None:
             raise Yolo4Error("train needs --cfg and --data (or --resume to continue a run)")
         out = _run_dir(output_dir, "runs/train", exist_ok)
+    if preview:
+        if resume:
+            raise Yolo4Error("--preview shows the batches of a new run; it does not combine with --resume")
+        from .trainer.preview import write_preview
+
+        write_preview(cfg, data, out, preview, batch_size=batch or 8, img_size=img_size, seed=seed or 0,
+                      max_images=max_images, augment=augment is not False, jitter=jitter, log=_log)
+        if epochs == 0:
+            return
     summary = run_train(cfg=cfg, data=data, weights=weights, epochs=epochs, batch_size=batch,
                         img_size=img_size, output_dir=str(out), resume=resume, workers=workers,
                         lr=lr, max_images=max_images, seed=seed, eval_every=eval_every, augment=augment,
-                        jitter=jitter, box_grad=box_grad, log=_log)
+                        jitter=jitter, box_grad=box_grad, policy=policy, optimizer=optimizer,
+                        nesterov=nesterov, subdivisions=subdivisions, amp=amp, device=device or _train_device(),
+                        log=_log)
     for key in ("best", "last", "weights", "cfg"):
         if summary.get(key):
             typer.echo("%-8s %s" % (key, summary[key]))

@@ -7,7 +7,8 @@ DDP) can slot in later without reshaping the loop:
 - :mod:`.dataset`    ``torch.utils.data.Dataset`` over ``ImageRecord`` s and the batch collate
 - :mod:`.assign`     darknet's truth -> (layer, anchor, cell) assignment (``forward_yolo_layer``)
 - :mod:`.loss`       CIoU/DIoU/GIoU/IoU/MSE box loss, objectness and class BCE (darknet semantics)
-- :mod:`.schedule`   learning rate: darknet burn-in then cosine
+- :mod:`.schedule`   learning rate: darknet burn-in, then cosine (default), steps, sgdr or constant
+- :mod:`.optim`      SGD (momentum, Nesterov), Adam, AdamW; weight decay on conv weights only
 - :mod:`.ema`        exponential moving average of the weights (what is validated and saved)
 - :mod:`.checkpoint` atomic ``last.pt`` / ``best.pt`` in the spec's checkpoint format
 - :mod:`.train`      :func:`train`, the loop, per-epoch evaluation, results.csv, darknet export

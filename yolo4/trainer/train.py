@@ -10,7 +10,10 @@ the best checkpoint.
 
 Optimizer (darknet ``src/convolutional_layer.c`` ``update_convolutional_layer``): SGD with the cfg's
 ``momentum`` and ``decay``; weight decay on conv weights only (darknet decays ``l.weights``, never
-biases or batch-norm scales).
+biases or batch-norm scales). ``optimizer="adam"|"adamw"`` and ``nesterov=True`` are options
+(:mod:`.optim`). ``subdivisions=N`` accumulates the gradients of N mini-batches of ``batch / N``
+images before each step, darknet's ``subdivisions`` (:func:`accumulate_gradients`); ``amp`` (CUDA
+only, on by default there) runs the forward in float16 autocast with a ``GradScaler``.
 
 Learning rate. Darknet (``src/network.c`` ``update_network``) steps ``w += learning_rate / batch *
 sum of per-image gradients`` once per ``batch`` = 64 images (every yolov4 training cfg), with a loss
@@ -51,13 +54,18 @@ A new class still learns: raccoon (1 class, re-made heads, 2 epochs, batch 8, 32
 BN 0.700 / 0.212. Pass ``lr=`` to override the base rate.
 
 Schedule (:mod:`.schedule`): darknet burn-in ``lr * (it / burn_in) ** 4`` with the cfg's
-``burn_in`` clipped to 10 % of the run, then cosine to ``lr * 0.01``. Gradients are clipped to a
+``burn_in`` clipped to 10 % of the run, then cosine to ``lr * 0.01`` (the measured default above;
+the cfg's ``policy=steps`` is not followed unless asked: ``policy="steps"`` puts its ``steps`` at
+the same fractions of this run as of ``max_batches``, ``policy="sgdr"`` / ``"constant"`` likewise,
+:func:`.schedule.from_cfg`). Gradients are clipped to a
 global norm of 10 (a guard against the first steps of a fresh head; darknet clips per element with
 ``max_delta`` instead).
 
 Resume: ``last.pt``'s ``train_args`` hold every run-defining argument as the run resolved it
 (:data:`RUN_ARGS`; cfg/data/weights as absolute paths where they were files) and the schedule
-(``total_iters``, ``steps_per_epoch``, ``burn_in``, ``power``, ``final_ratio``) and the recipe
+(``policy``, ``total_iters``, ``steps_per_epoch``, ``burn_in``, ``power``, ``final_ratio``, ``steps``,
+``scales``, ``sgdr_cycle``, ``sgdr_mult``, ``lr_min``; :meth:`.schedule.LRSchedule.to_args`), the
+optimizer (``optimizer``, ``nesterov``, ``subdivisions``; ``amp_scaler`` holds AMP's state) and the recipe
 (``head_lr_scale``, ``freeze_bn``, ``ema_tau``, ``ema_decay``); ``last.pt`` also holds the EMA
 (``ema``, ``ema_updates``) and the raw weights behind it (``train_model``). ``resume=True`` takes all
 of them from there, so the resumed epochs are the ones the uninterrupted run would have trained
@@ -65,7 +73,7 @@ of them from there, so the resumed epochs are the ones the uninterrupted run wou
 these keys existed resumes as it ran: one lr for all layers, batch norm trained, no EMA.
 
 Not yet (later issues, slots marked in the code): mosaic / CutMix / MixUp, SAT, DropBlock, CmBN,
-multi-scale (``random=1``), DDP, AMP.
+multi-scale (``random=1``), DDP.
 """
 
 import csv
@@ -88,10 +96,11 @@ from ..model.checkpoint import read_checkpoint
 from ..model_info import check_input_size
 from .augment import AugmentConfig
 from .checkpoint import make_checkpoint, save_checkpoint
-from .dataset import YoloDataset, collate
+from .dataset import YoloDataset, collate, epoch_order
 from .ema import ModelEMA, ema_decay, ema_tau
 from .loss import YoloLoss
-from .schedule import BurnInCosine, clip_burn_in
+from .optim import OPTIMIZERS, build_optimizer, default_optimizer
+from .schedule import POLICIES, LRSchedule, from_cfg
 from .validate import evaluate_model, fitness
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -114,13 +123,14 @@ CSV_FIELDS = ["epoch", "box", "obj", "cls", "loss", "lr", "map50", "map50_95", "
 RUN_ARGS: Dict[str, Any] = {
     "cfg": None, "data": None, "weights": None, "epochs": 10, "batch_size": 8, "img_size": None,
     "lr": None, "seed": 0, "max_images": None, "augment": True, "jitter": None, "box_grad": "darknet",
-    "eval_every": 1,
+    "eval_every": 1, "policy": "cosine", "optimizer": None, "nesterov": False, "subdivisions": 1,
 }
 #: the ``yolo4 train`` option of each run-defining argument (messages speak the CLI's terms)
 CLI_OPTIONS: Dict[str, str] = {
     "cfg": "--cfg", "data": "--data", "weights": "--weights", "epochs": "--epochs", "batch_size": "--batch",
     "img_size": "--img-size", "lr": "--lr", "seed": "--seed", "max_images": "--max-images",
     "augment": "--augment", "jitter": "--jitter", "box_grad": "--box-grad", "eval_every": "--eval-every",
+    "policy": "--policy", "optimizer": "--optimizer", "nesterov": "--nesterov", "subdivisions": "--subdivisions",
 }
 BOX_GRADS = ("darknet", "chain")
 
@@ -204,19 +214,27 @@ def _show(key: str, value: Any) -> str:
 
 def _option(key: str, value: Any) -> str:
     """The CLI option that gives ``key`` this value: ``--epochs 10``, ``--no-augment``."""
-    if key == "augment":
-        return "--augment" if value else "--no-augment"
+    if key in ("augment", "nesterov"):
+        return f"--{key}" if value else f"--no-{key}"
     return f"{CLI_OPTIONS[key]} {_show(key, value)}"
 
 
 def _check_given(given: Dict[str, Any]) -> None:
     """Refuse impossible values of the explicitly given run arguments (before any work)."""
-    for key in ("epochs", "batch_size", "eval_every", "max_images"):
+    for key in ("epochs", "batch_size", "eval_every", "max_images", "subdivisions"):
         v = given.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
             raise Yolo4Error(f"{CLI_OPTIONS[key]} must be a whole number >= 1, got {v!r}")
     if given.get("box_grad") is not None and given["box_grad"] not in BOX_GRADS:
         raise Yolo4Error(f"--box-grad must be one of {', '.join(BOX_GRADS)}, got {given['box_grad']!r}")
+    if given.get("policy") is not None and given["policy"] not in POLICIES:
+        raise Yolo4Error(f"--policy must be one of {', '.join(POLICIES)}, got {given['policy']!r}")
+    if given.get("optimizer") is not None and given["optimizer"] not in OPTIMIZERS:
+        raise Yolo4Error(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {given['optimizer']!r}")
+    sub, bs = given.get("subdivisions"), given.get("batch_size")
+    if sub is not None and bs is not None and bs % sub:
+        raise Yolo4Error(f"--subdivisions {sub} must divide --batch {bs} (darknet: mini-batches of "
+                         f"batch/subdivisions images)")
     j = given.get("jitter")
     if j is not None and not 0.0 <= float(j) < 1.0:
         raise Yolo4Error(f"--jitter must be in [0, 1), got {j!r}")
@@ -289,6 +307,75 @@ def fresh_heads(cfg: PathLike, model: nn.Module) -> bool:
     return any(sp.type == "yolo" and int(sp.classes) != int(model.num_classes) for sp in specs)
 
 
+def subdivide(images: torch.Tensor, targets: torch.Tensor, subdivisions: int):
+    """Split one batch into darknet's ``subdivisions`` mini-batches (``src/parser.c``
+    ``parse_net_options``: ``batch /= subdivisions``; ``src/network.c`` updates once per ``batch``).
+
+    Args:
+        images: ``[B, 3, H, W]``.
+        targets: ``[K, 6]`` rows ``(image_index_in_batch, class, cx, cy, w, h)`` (:func:`.dataset.collate`).
+        subdivisions: mini-batches per batch (>= 1); an epoch's last, shorter batch is split as evenly
+            as it goes (empty mini-batches are skipped).
+
+    Yields:
+        ``(images, targets, share)`` per mini-batch: targets re-indexed from 0, ``share`` = its images /
+        ``B`` (the weight of its per-image mean loss in the batch's mean). ``subdivisions=1``: the batch
+        itself with share 1.
+    """
+    n = int(images.shape[0])
+    if subdivisions <= 1 or n <= 1:
+        yield images, targets, 1.0
+        return
+    for idx in torch.arange(n).tensor_split(min(int(subdivisions), n)):
+        a, b = int(idx[0]), int(idx[-1]) + 1
+        rows = targets[(targets[:, 0] >= a) & (targets[:, 0] < b)].clone()
+        rows[:, 0] -= a
+        yield images[a:b], rows, (b - a) / n
+
+
+def accumulate_gradients(model: nn.Module, loss_fn: Callable, images: torch.Tensor, targets: torch.Tensor,
+                         subdivisions: int = 1, scaler: Optional[Any] = None) -> Optional[Dict[str, float]]:
+    """Forward + backward of one batch in ``subdivisions`` mini-batches; gradients add up in ``.grad``.
+
+    Each mini-batch's loss (a per-image mean, :class:`.loss.YoloLoss`) is weighted by its share of the
+    batch's images, so the summed gradient is the gradient of the whole batch's per-image mean loss:
+    one optimizer step afterwards is the update of one batch of ``B`` images (darknet's
+    ``subdivisions``; equal up to float rounding, and exactly when batch norm is frozen or in eval mode
+    -- in train mode each mini-batch normalises with its own statistics, as in darknet).
+
+    Args:
+        model: the Darknet module (``model(x, raw=True)``).
+        loss_fn: ``(raw, targets) -> (loss, items)``.
+        images: ``[B, 3, H, W]`` float 0..1 on the model's device.
+        targets: ``[K, 6]`` on the same device.
+        subdivisions: mini-batches per batch (1: one forward/backward, as without accumulation).
+        scaler: a ``torch.amp.GradScaler`` for AMP: the forward runs under float16 autocast on the
+            images' device type and the loss is scaled before backward; None = float32.
+
+    Returns:
+        the batch's ``items`` (``box``, ``obj``, ``cls``, ``loss``: per-image means over the batch), or
+        None when a mini-batch's loss was not finite (its backward is skipped; the caller discards the
+        step's gradients).
+    """
+    total: Dict[str, float] = {"box": 0.0, "obj": 0.0, "cls": 0.0, "loss": 0.0}
+    for x, t, share in subdivide(images, targets, subdivisions):
+        if scaler is not None:
+            with torch.autocast(device_type=x.device.type, dtype=torch.float16):
+                raw = model(x, raw=True)
+            raw = [r.float() for r in raw]
+        else:
+            raw = model(x, raw=True)
+        loss, items = loss_fn(raw, t)
+        if not torch.isfinite(loss):
+            return None
+        if share != 1.0:
+            loss = loss * share
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        for k in total:
+            total[k] += float(items[k]) * share
+    return total
+
+
 def set_train_mode(model: nn.Module, freeze_bn: bool) -> None:
     """``model.train()``; with ``freeze_bn`` every BatchNorm layer back in eval mode (normalises with
     its running statistics and leaves them as they are; its affine scale and shift still train)."""
@@ -335,14 +422,17 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
           resume: bool = False, workers: int = 2, device: str = "cpu", eval_every: Optional[int] = None,
           progress: bool = True, seed: Optional[int] = None, max_images: Optional[int] = None,
           lr: Optional[float] = None, augment: Optional[bool] = None, jitter: Optional[float] = None,
-          box_grad: Optional[str] = None, log: Callable[[str], Any] = print) -> Dict[str, Any]:
+          box_grad: Optional[str] = None, policy: Optional[str] = None, optimizer: Optional[str] = None,
+          nesterov: Optional[bool] = None, subdivisions: Optional[int] = None, amp: Optional[bool] = None,
+          log: Callable[[str], Any] = print) -> Dict[str, Any]:
     """Fine-tune (or train) a darknet model on a dataset; write checkpoints and darknet files.
 
     The run-defining arguments (:data:`RUN_ARGS`: ``cfg``, ``data``, ``weights``, ``epochs``,
     ``batch_size``, ``img_size``, ``lr``, ``seed``, ``max_images``, ``augment``, ``jitter``,
-    ``box_grad``, ``eval_every``) default to None: a new run then uses the default given with each;
-    ``resume=True`` takes them all, and the learning-rate schedule, from ``last.pt``. The others
-    (``output_dir``, ``workers``, ``device``, ``progress``, ``log``) do not define the run.
+    ``box_grad``, ``eval_every``, ``policy``, ``optimizer``, ``nesterov``, ``subdivisions``) default to
+    None: a new run then uses the default given with each; ``resume=True`` takes them all, and the
+    learning-rate schedule, from ``last.pt``. The others (``output_dir``, ``workers``, ``device``,
+    ``amp``, ``progress``, ``log``) do not define the run.
 
     Args:
         cfg: darknet cfg path or known model name (``yolov4-tiny``); required for a new run.
@@ -374,6 +464,21 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
         jitter: darknet jitter fraction in [0, 1); default the first ``[yolo]``'s ``jitter`` (0 disables).
         box_grad: ``darknet`` (darknet's box-gradient scale, default) or ``chain`` (plain autograd),
             see :class:`yolo4.trainer.loss.YoloLoss`.
+        policy: learning-rate policy after burn-in (:class:`.schedule.LRSchedule`): ``cosine``
+            (default; not the cfg's ``policy``, which every yolov4 cfg sets to ``steps`` for
+            ~500k-2M iterations), ``steps`` (the cfg's ``steps``/``scales`` at the same fractions of
+            this run as of ``max_batches``), ``sgdr`` (the cfg's ``sgdr_cycle``, ``sgdr_mult``,
+            ``learning_rate_min``) or ``constant``; see :func:`.schedule.from_cfg`.
+        optimizer: ``sgd`` (darknet's, the cfg's ``momentum``), ``adam`` or ``adamw`` (:mod:`.optim`);
+            default ``adam`` when the cfg says ``adam=1``, else ``sgd``. Weight decay (the cfg's
+            ``decay``) on conv weights only.
+        nesterov: Nesterov momentum (``sgd`` only); default False (darknet has none).
+        subdivisions: accumulate the gradients of this many mini-batches of ``batch_size /
+            subdivisions`` images per optimizer step (darknet's ``subdivisions``; must divide
+            ``batch_size``); default 1. Not the cfg's value, which is set for ``batch=64``.
+        amp: float16 autocast + loss scaling (``torch.amp``); default on for a CUDA ``device``; CUDA
+            only (elsewhere a note and float32). Not run-defining (like ``device``): it may change on
+            resume.
         log: receives one-line messages (``warning: ...`` lines, per-epoch summaries).
 
     Returns:
@@ -393,7 +498,8 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
 
     given = {"cfg": cfg, "data": data, "weights": weights, "epochs": epochs, "batch_size": batch_size,
              "img_size": img_size, "lr": lr, "seed": seed, "max_images": max_images, "augment": augment,
-             "jitter": jitter, "box_grad": box_grad, "eval_every": eval_every}
+             "jitter": jitter, "box_grad": box_grad, "eval_every": eval_every, "policy": policy,
+             "optimizer": optimizer, "nesterov": nesterov, "subdivisions": subdivisions}
     _check_given(given)
     out = Path(output_dir)
     last_path, best_path = out / "last.pt", out / "best.pt"
@@ -423,6 +529,10 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
         start_epoch = 0
     epochs, batch_size, seed = int(run["epochs"]), int(run["batch_size"]), int(run["seed"])
     eval_every, max_images = int(run["eval_every"]), run["max_images"]
+    subdivisions = int(run["subdivisions"])
+    if batch_size % subdivisions:
+        raise Yolo4Error(f"--subdivisions {subdivisions} must divide --batch {batch_size} (darknet: "
+                         f"mini-batches of batch/subdivisions images)")
     check_writable_dir(out, "output folder")
 
     torch.manual_seed(seed)
@@ -495,8 +605,9 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
     else:
         head_lr_scale = 1.0
     heads = model.head_convs() if head_lr_scale != 1.0 else []
-    optimizer = torch.optim.SGD(param_groups(model, decay, heads, head_lr_scale), lr=base_lr,
-                                momentum=momentum)
+    opt_name = run["optimizer"] or default_optimizer(net)
+    optimizer = build_optimizer(param_groups(model, decay, heads, head_lr_scale), opt_name, base_lr,
+                                momentum=momentum, nesterov=bool(run["nesterov"]), net=net)
     if ckpt is not None and ckpt.get("optimizer"):
         optimizer.load_state_dict(ckpt["optimizer"])
     steps_per_epoch = math.ceil(len(dataset) / batch_size)
@@ -505,13 +616,24 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
             log(f"warning: the training split now makes {steps_per_epoch} steps per epoch, the run had "
                 f"{stored['steps_per_epoch']} (images added or removed since); the run's schedule is kept")
         steps_per_epoch = int(stored["steps_per_epoch"])
-        sched = BurnInCosine(base_lr, int(stored["total_iters"]), int(stored["burn_in"]),
-                             power=float(stored["power"]), final_ratio=float(stored["final_ratio"]))
+        sched = LRSchedule.from_args(base_lr, stored)   # a checkpoint without "policy": cosine, as it ran
     else:                                   # a new run (or a checkpoint older than the stored schedule)
-        total_iters = steps_per_epoch * epochs
-        burn_in = int(stored["burn_in"]) if "burn_in" in stored else clip_burn_in(
-            int(net.get("burn_in", 0) or 0), total_iters)
-        sched = BurnInCosine(base_lr, total_iters, burn_in, power=float(net.get("power", 4.0) or 4.0))
+        sched = from_cfg(net, run["policy"], base_lr, steps_per_epoch * epochs,
+                         burn_in=int(stored["burn_in"]) if "burn_in" in stored else None)
+        cfg_policy = str(net.get("policy", "constant"))
+        if ckpt is None and policy is None and cfg_policy != sched.policy:
+            log(f"note: the cfg's policy={cfg_policy} (tuned for max_batches={net.get('max_batches')}) is not "
+                f"followed; this run decays with {sched.policy}"
+                + (f" (--policy {cfg_policy} follows it, mapped onto this run)" if cfg_policy in POLICIES
+                   else f" (policy {cfg_policy} is not supported: {', '.join(POLICIES)})"))
+    # AMP (float16 autocast + loss scaling) only on CUDA
+    use_amp = dev.type == "cuda" if amp is None else bool(amp)
+    if use_amp and dev.type != "cuda":
+        log(f"note: AMP needs a CUDA device; training in float32 on {dev}")
+        use_amp = False
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    if scaler is not None and ckpt is not None and isinstance(ckpt.get("amp_scaler"), dict):
+        scaler.load_state_dict(ckpt["amp_scaler"])
 
     # frozen batch norm: new runs from pretrained weights (a checkpoint without the key: as it ran)
     freeze_bn = bool(stored.get("freeze_bn", False)) if ckpt is not None else (
@@ -539,6 +661,8 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
         "total_iters": sched.total_iters, "burn_in": sched.burn_in, "power": sched.power,
         "final_ratio": sched.final_ratio, "ema_tau": tau, "ema_decay": decay_ema, "freeze_bn": freeze_bn,
         "head_lr_scale": head_lr_scale, "device": str(device),
+        "optimizer": opt_name, "nesterov": bool(run["nesterov"]), "subdivisions": subdivisions, "amp": use_amp,
+        **sched.to_args(),
     }
     if ckpt is not None:
         log(f"resuming {out}: epoch {start_epoch + 1} of {epochs}")
@@ -546,8 +670,9 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
         f"input {input_hw[1]}x{input_hw[0]} ({'letterbox' if letter_box else 'plain resize'}), "
         f"batch {batch_size}, {steps_per_epoch} steps/epoch, lr {base_lr:g}"
         f"{f' (re-made heads x{head_lr_scale:g})' if head_lr_scale != 1.0 else ''}"
-        f" (burn-in {sched.burn_in} steps, "
-        f"cosine to {base_lr * sched.final_ratio:g})")
+        f" ({sched.describe()}), {opt_name}{' nesterov' if run['nesterov'] else ''}"
+        f"{f', {subdivisions} subdivisions of {batch_size // subdivisions}' if subdivisions > 1 else ''}"
+        f"{', AMP' if use_amp else ''}")
 
     csv_path = out / "results.csv"
     rows = _read_rows(csv_path, start_epoch) if ckpt is not None else []
@@ -563,8 +688,7 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
         t0 = time.time()
         set_train_mode(model, freeze_bn)
         dataset.set_epoch(epoch)
-        g = torch.Generator().manual_seed(seed * 100003 + epoch)
-        order = torch.randperm(len(dataset), generator=g).tolist()
+        order = epoch_order(seed, epoch, len(dataset))
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=order,
                                              num_workers=workers, collate_fn=collate, pin_memory=pin)
         bar = loader
@@ -582,18 +706,22 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
             model.iteration = it                          # darknet stopbackward=N counts iterations
             x = images.to(dev, non_blocking=pin).float().div_(255.0)
             # (mosaic / CutMix / SAT / multi-scale slot in here)
-            raw = model(x, raw=True)
-            loss, items = loss_fn(raw, targets.to(dev))
-            if not torch.isfinite(loss):
+            optimizer.zero_grad(set_to_none=True)
+            items = accumulate_gradients(model, loss_fn, x, targets.to(dev), subdivisions, scaler)
+            if items is None:
                 if not warned_nonfinite:
                     log(f"warning: non-finite loss at epoch {epoch + 1} step {i + 1}; step skipped")
                     warned_nonfinite = True
                 optimizer.zero_grad(set_to_none=True)
                 continue
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if scaler is not None:
+                scaler.unscale_(optimizer)               # clip the true gradients
             nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
-            optimizer.step()
+            if scaler is not None:
+                scaler.step(optimizer)                   # skipped when the scaled gradients overflowed
+                scaler.update()
+            else:
+                optimizer.step()
             if ema is not None:
                 ema.update(model)
             n_steps += 1
@@ -631,6 +759,8 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
         else:
             ck = make_checkpoint(model, names, done, best_fit, optimizer=optimizer, train_args=train_args,
                                  metrics=metrics)
+        if scaler is not None:                        # AMP's loss scale, for --resume
+            ck["amp_scaler"] = scaler.state_dict()
         save_checkpoint(ck, last_path)
         if improved or best_epoch is None:            # never evaluated yet: best = last
             ck["optimizer"], ck["train_model"] = None, None
