@@ -2,7 +2,8 @@
 
 Every module takes and returns float tensors ``[B, C, H, W]`` (NCHW). They mirror AlexeyAB darknet:
 ``src/convolutional_layer.c``, ``src/activations.c``, ``src/route_layer.c``, ``src/shortcut_layer.c``,
-``src/maxpool_layer.c``, ``src/upsample_layer.c``, ``src/dropout_layer.c``, ``src/yolo_layer.c``,
+``src/maxpool_layer.c``, ``src/upsample_layer.c``, ``src/dropout_layer.c`` (DropBlock:
+``src/dropout_layer_kernels.cu``), ``src/yolo_layer.c``,
 ``src/sam_layer.c``, ``src/scale_channels_layer.c``, ``src/avgpool_layer.c``, ``src/reorg_layer.c``.
 They are built from the typed specs of :mod:`yolo4.model.cfg` and stay traceable by
 ``torch.onnx.export`` (legacy exporter, opset 12..18) with a dynamic batch dimension.
@@ -34,6 +35,7 @@ from yolo4.model.cfg import (
 )
 
 __all__ = ["make_activation", "ConvBlock", "Route", "Shortcut", "MaxPoolDarknet", "Upsample", "Dropout",
+           "dropblock_multiplier",
            "YoloLayer", "Sam", "ScaleChannels", "AvgPool", "LocalAvgPool", "Reorg3d", "Contrastive",
            "SHORTCUT_WEIGHTS_EPS", "BN_EPS", "BN_MOMENTUM", "static_shape", "yolo_bias_priors"]
 
@@ -354,12 +356,107 @@ class Upsample(nn.Module):
         return x * self.scale if self.scale != 1.0 else x
 
 
-class Dropout(nn.Dropout):
-    """``[dropout]``: identity in eval, inverted dropout with ``probability`` in training."""
+def dropblock_multiplier(iteration: int, max_batches: int) -> float:
+    """darknet's DropBlock warm-up factor: ``iteration / (0.85 * max_batches)`` before 85 % of
+    ``max_batches``, then 1 (``src/dropout_layer_kernels.cu`` ``forward_dropout_layer_gpu``:
+    ``if(iteration_num < (state.net.max_batches*0.85)) multiplier = ...``); 1 when ``max_batches``
+    is 0. It scales both the DropBlock probability and the block side; plain dropout does not ramp."""
+    limit = max_batches * 0.85
+    return iteration / limit if iteration < limit else 1.0
+
+
+class Dropout(nn.Module):
+    """``[dropout]`` (AlexeyAB darknet ``src/dropout_layer.c``, ``src/dropout_layer_kernels.cu``).
+
+    Float ``[B, C, H, W] -> [B, C, H, W]``. In eval mode (inference, ONNX export) the exact identity
+    (darknet: ``if (!state.train) return;``). In training, random numbers come from torch's global
+    generator (deterministic under ``torch.manual_seed``):
+
+    - plain dropout (``forward_dropout_layer``): ``r ~ U(0, 1)`` per unit; ``r < probability``
+      -> 0, else ``x / (1 - probability)`` (``l.scale = 1./(1.0 - probability)``).
+    - DropBlock, ``dropblock=1`` (darknet's GPU path ``forward_dropout_layer_gpu`` +
+      ``dropblock_fast_kernel``; its CPU path ignores ``dropblock`` and does plain dropout):
+
+      * ``p = probability * multiplier`` (:attr:`multiplier`, default 1; see
+        :func:`dropblock_multiplier` for darknet's warm-up);
+      * block side ``bs = min(bw, bh)``, ``bw = int(size_abs * multiplier)`` or, with
+        ``dropblock_size_rel``, ``int(size_rel * W * multiplier)`` (``bh`` with ``H``), each
+        clamped to ``[1, W]`` / ``[1, H]``;
+      * seed rate ``gamma = p / bs**2`` (``const float block_prob = cur_prob /
+        (block_size*block_size);``);
+      * per image and channel at most ONE block: among the ``H*W`` uniforms those below
+        ``gamma`` are candidates and the lowest wins ("Chose with the lowest rand[i]"); its cell
+        ``(bx, by)`` is the block's top-left corner, shifted back by ``W - bs`` when past
+        ``W - bs`` and clamped to ``[0, W - bs]`` (same for ``y``); the ``bs x bs`` block is zeroed;
+      * each image's kept units are scaled by ``1 / (1 - dropped / (C*H*W))``, ``dropped`` = its
+        blocks times ``bs**2`` (``set_scales_dropblock_kernel``, ``scale_dropblock_kernel``);
+        an image with everything dropped stays 0 (darknet would compute 0 * inf).
+
+      The expected dropped fraction is therefore ``(1 - (1 - gamma)**(H*W)) * bs**2 / (H*W)``,
+      close to ``p`` only while ``gamma*H*W`` is small. darknet's kernel reads the uniforms of
+      images ``b > 0`` at a misplaced offset (``b*spatial*f``); statistically the same, not copied.
+
+    Attributes: ``probability``, ``dropblock``, ``dropblock_size_rel``, ``dropblock_size_abs`` (the
+    :class:`DropoutSpec` values), ``multiplier`` (set by a trainer for darknet's warm-up), ``spec``.
+    """
 
     def __init__(self, spec: DropoutSpec) -> None:
-        super().__init__(spec.probability)
+        super().__init__()
         self.spec = spec
+        self.probability = float(spec.probability)
+        self.dropblock = bool(spec.dropblock)
+        self.dropblock_size_rel = float(spec.dropblock_size_rel)
+        self.dropblock_size_abs = int(spec.dropblock_size_abs)
+        self.multiplier = 1.0
+
+    def block_size(self, h: int, w: int) -> int:
+        """The DropBlock side ``bs`` in cells for an ``h x w`` map (see the class docstring)."""
+        m = self.multiplier
+        if self.dropblock_size_rel:
+            bw, bh = int(self.dropblock_size_rel * w * m), int(self.dropblock_size_rel * h * m)
+        else:
+            bw = bh = int(self.dropblock_size_abs * m)
+        return min(min(w, max(1, bw)), min(h, max(1, bh)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        if not self.dropblock:
+            p = self.probability
+            if p <= 0:
+                return x
+            keep = torch.rand(x.shape, device=x.device) >= p
+            return x * keep.to(x.dtype) * (1.0 / (1.0 - p))
+        return self._dropblock(x)
+
+    def _dropblock(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.probability * self.multiplier
+        if p <= 0:
+            return x
+        b, c, h, w = x.shape
+        bs = self.block_size(h, w)
+        gamma = p / (bs * bs)
+        r = torch.rand(b, c, h * w, device=x.device)
+        low, idx = r.min(-1)  # [B, C]: the lowest uniform of each channel and its cell
+        hit = low < gamma
+        bx, by = idx % w, torch.div(idx, w, rounding_mode="floor")
+        bx = torch.where(bx > w - bs, bx - (w - bs), bx).clamp(0, w - bs)
+        by = torch.where(by > h - bs, by - (h - bs), by).clamp(0, h - bs)
+        ys = torch.arange(h, device=x.device).view(1, 1, h)
+        xs = torch.arange(w, device=x.device).view(1, 1, w)
+        in_y = (ys >= by[..., None]) & (ys < by[..., None] + bs)  # [B, C, H]
+        in_x = (xs >= bx[..., None]) & (xs < bx[..., None] + bs)  # [B, C, W]
+        drop = in_y[..., :, None] & in_x[..., None, :] & hit[..., None, None]  # [B, C, H, W]
+        dropped = hit.sum(1).to(torch.float32) * float(bs * bs) / float(c * h * w)  # [B]
+        scale = torch.where(dropped < 1, 1.0 / (1.0 - dropped), torch.ones_like(dropped))
+        return x.masked_fill(drop, 0) * scale.to(x.dtype).view(b, 1, 1, 1)
+
+    def extra_repr(self) -> str:
+        if self.dropblock:
+            size = (f"size_rel={self.dropblock_size_rel:g}" if self.dropblock_size_rel
+                    else f"size_abs={self.dropblock_size_abs}")
+            return f"dropblock, probability={self.probability:g}, {size}"
+        return f"probability={self.probability:g}"
 
 
 def decode_xywh(t: torch.Tensor, anchor_wh: torch.Tensor, grid: torch.Tensor, stride: float,

@@ -323,11 +323,21 @@ def upsample_spec(sec: Section, i: int, c: int, s: int, specs: List[LayerSpec]) 
 
 
 def dropout_spec(sec: Section, i: int, c: int, s: int, specs: List[LayerSpec]) -> DropoutSpec:
-    """``[dropout]`` (darknet ``parse_dropout``)."""
+    """``[dropout]`` (darknet ``parse_dropout``): ``probability`` (default 0.2) in ``[0, 1)``,
+    ``dropblock`` 0/1, ``dropblock_size_rel`` >= 0, ``dropblock_size_abs`` an integer >= 0; with
+    ``dropblock=1`` and no size, ``dropblock_size_abs=7``; with both sizes, only ``_abs`` is used."""
     p = sec.get_float("probability", 0.2)
     if not 0 <= p < 1:
-        raise sec.error("probability must be in [0, 1)", "probability")
-    return DropoutSpec(i, sec, c, c, s, probability=p)
+        raise sec.error(f"probability={sec.options['probability']} must be in [0, 1)", "probability")
+    dropblock = sec.get_int("dropblock", 0, lo=0, hi=1)
+    rel = sec.get_float("dropblock_size_rel", 0.0, lo=0.0)
+    size = sec.get_int("dropblock_size_abs", 0, lo=0, hi=MAX_INPUT_SIDE)
+    if dropblock and not rel and not size:
+        size = 7
+    if rel and size:
+        rel = 0.0
+    return DropoutSpec(i, sec, c, c, s, probability=p, dropblock=bool(dropblock), dropblock_size_rel=rel,
+                       dropblock_size_abs=size)
 
 
 def yolo_spec(sec: Section, i: int, c: int, s: int, specs: List[LayerSpec]) -> YoloSpec:

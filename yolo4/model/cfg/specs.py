@@ -227,9 +227,23 @@ class UpsampleSpec(LayerSpec):
 
 @dataclass
 class DropoutSpec(LayerSpec):
-    """``[dropout]``: identity at inference, inverted dropout of ``probability`` in training."""
+    """``[dropout]`` (darknet ``src/dropout_layer.c``, ``parse_dropout`` in ``src/parser.c``): identity
+    at inference; in training plain dropout of ``probability`` or, with ``dropblock``, DropBlock
+    (see :class:`yolo4.model.layers.Dropout`).
+
+    Attributes:
+        probability: drop probability, in ``[0, 1)`` (darknet default 0.2).
+        dropblock: ``dropblock=1``: drop square blocks instead of single units.
+        dropblock_size_rel: block side as a fraction of the feature map side (0: unused).
+        dropblock_size_abs: block side in cells (0: unused). As darknet's ``parse_dropout``: with
+            ``dropblock=1`` and neither size given it is 7; with both given ``dropblock_size_rel``
+            is dropped (set to 0). A side larger than the map is clamped to the map at run time.
+    """
 
     probability: float = 0.2
+    dropblock: bool = False
+    dropblock_size_rel: float = 0.0
+    dropblock_size_abs: int = 0
 
 
 @dataclass
