@@ -136,9 +136,30 @@ def _train_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _cli_args(ctx: typer.Context, skip=()) -> List[str]:
+    """The command's options as given (values not None), to run it again (``yolo4 train --devices``):
+    ``--epochs 3``, ``--no-augment``; flags that are off and options in ``skip`` (parameter names) left out."""
+    out: List[str] = []
+    for p in ctx.command.params:
+        if getattr(p, "param_type_name", None) != "option" or p.name in skip:
+            continue
+        v = ctx.params.get(p.name)
+        if v is None:
+            continue
+        if p.is_flag:
+            if v:
+                out.append(p.opts[0])
+            elif p.secondary_opts:
+                out.append(p.secondary_opts[0])
+            continue
+        out += [p.opts[0], str(v)]
+    return out
+
+
 @app.command()
 @_command
 def train(
+    ctx: typer.Context,
     cfg: Optional[str] = typer.Option(None, help=CFG_HELP + " [required unless --resume]"),
     data: Optional[str] = typer.Option(None, help="dataset: YAML (path/train/val/names), COCO json, VOC "
                                        "folder, or a known name (coco128, raccoon, chess; read from "
@@ -191,14 +212,35 @@ def train(
     preview: int = typer.Option(0, min=0, help="first write the first N augmented training batches as "
                                 "OUTPUT_DIR/preview/batch{k}.jpg (boxes and class names drawn), then train "
                                 "(with --epochs 0: stop after the preview)."),
+    devices: Optional[str] = typer.Option(None, help="DDP on this machine: GPU ids (0,1: one process per GPU, "
+                                          "nccl) or cpu:N (N CPU processes, gloo); re-launches this command "
+                                          "under torch.distributed.run. --batch is the global batch, split "
+                                          "across the processes. Multi-node: run torchrun -m yolo4.cli train "
+                                          "yourself."),
+    sync_bn: bool = typer.Option(False, "--sync-bn", help="DDP on CUDA: batch norm statistics over the "
+                                 "global batch (SyncBatchNorm)."),
 ):
     """Train (fine-tune) a darknet cfg on a dataset; writes checkpoints and darknet .weights."""
     from .fileio import check_writable_dir, latest_run_dir
+    from .trainer import distributed
     from .trainer.train import train as run_train
 
     if epochs == 0 and not preview:
         raise typer.BadParameter("0 trains nothing: give 1 or more (0 only with --preview N)",
                                  param_hint="--epochs")
+    nproc, launch_device, cuda_visible = 1, None, None
+    if devices is not None:
+        if distributed.env_world_size() > 1:
+            raise Yolo4Error("--devices starts torchrun itself; under torchrun leave it out")
+        if device is not None:
+            raise Yolo4Error("give --devices (DDP) or --device (one process), not both")
+        try:
+            nproc, launch_device, cuda_visible = distributed.parse_devices(devices)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--devices") from None
+        if nproc == 1:                      # one process: no torchrun
+            device = "cpu" if launch_device == "cpu" else f"cuda:{cuda_visible}"
+    world, _ = distributed.setup(device or _train_device()) if nproc == 1 else (distributed.World(), None)
     if resume:
         out = output_dir if output_dir is not None else latest_run_dir(Path("runs/train"))
         if not (out / "last.pt").is_file():
@@ -207,22 +249,33 @@ def train(
     else:
         if cfg is None or data is None:
             raise Yolo4Error("train needs --cfg and --data (or --resume to continue a run)")
-        out = _run_dir(output_dir, "runs/train", exist_ok)
-    if preview:
+        # torchrun: rank 0 picks the numbered folder, every rank uses it
+        out = distributed.broadcast_object(world, _run_dir(output_dir, "runs/train", exist_ok)
+                                           if world.main else None)
+    if preview and world.main:
         if resume:
             raise Yolo4Error("--preview shows the batches of a new run; it does not combine with --resume")
         from .trainer.preview import write_preview
 
         write_preview(cfg, data, out, preview, batch_size=batch or 8, img_size=img_size, seed=seed or 0,
                       max_images=max_images, augment=augment is not False, jitter=jitter, log=_log)
-        if epochs == 0:
-            return
+    if preview and epochs == 0:
+        return
+    if nproc > 1:                           # re-launch this command under torchrun; its exit status
+        args = _cli_args(ctx, skip=("devices", "output_dir", "exist_ok", "preview", "device"))
+        rc = distributed.launch(nproc, ["train", *args, "--output-dir", str(out), "--exist-ok",
+                                        "--device", launch_device], cuda_visible)
+        if rc:
+            raise typer.Exit(rc)
+        return
     summary = run_train(cfg=cfg, data=data, weights=weights, epochs=epochs, batch_size=batch,
                         img_size=img_size, output_dir=str(out), resume=resume, workers=workers,
                         lr=lr, max_images=max_images, seed=seed, eval_every=eval_every, augment=augment,
                         jitter=jitter, box_grad=box_grad, policy=policy, optimizer=optimizer,
                         nesterov=nesterov, subdivisions=subdivisions, amp=amp, device=device or _train_device(),
-                        log=_log)
+                        log=_log, sync_bn=sync_bn)
+    if not world.main:
+        return
     for key in ("best", "last", "weights", "cfg"):
         if summary.get(key):
             typer.echo("%-8s %s" % (key, summary[key]))

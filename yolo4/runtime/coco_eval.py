@@ -30,7 +30,8 @@ def _xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
 
 
 def evaluate(split: DatasetSplit, predictions: Mapping[int, Detections],
-             verbose: bool = False, pr_score_threshold: float = PR_SCORE_THRESHOLD) -> Dict[str, Any]:
+             verbose: bool = False, pr_score_threshold: float = PR_SCORE_THRESHOLD,
+             keep_pr_curve: bool = False) -> Dict[str, Any]:
     """COCO mAP of ``predictions`` on ``split``, with per-class AP and precision/recall.
 
     Args:
@@ -116,7 +117,30 @@ def evaluate(split: DatasetSplit, predictions: Mapping[int, Detections],
                      "ap50": float(p_50[p_50 > -1].mean()) if (p_50 > -1).any() else -1.0,
                      "precision": per_class[k][0], "recall": per_class[k][1]})
     result["per_class"] = rows
+    if keep_pr_curve:
+        result["pr_curve"] = pr_curve_from_cocoeval(ev)
     return result
+
+
+def pr_curve_from_cocoeval(ev: Any, iou: float = 0.5) -> Dict[str, Any]:
+    """Per-class precision-recall curves of an accumulated pycocotools ``COCOeval``.
+
+    Reads ``ev.eval["precision"]`` (``[T, R, K, A, M]``: IoU thresholds, recall points, categories,
+    area ranges, max detections) at the IoU threshold nearest ``iou``, area "all" and the last
+    maxDets (100).
+
+    Returns:
+        ``{"iou": float, "recall": [R] floats (0..1, pycocotools' 101 points), "precision": [K][R]
+        floats (0..1, NaN where a class has no ground truth), "class_ids": [K] ints}``: plain lists,
+        so the dict can go into a checkpoint's metrics.
+    """
+    prec = np.asarray(ev.eval["precision"], np.float64)
+    thrs = np.asarray(ev.params.iouThrs, np.float64)
+    t = int(np.argmin(np.abs(thrs - float(iou))))
+    p = prec[t, :, :, 0, -1].T.copy()  # [K, R]
+    p[p < 0] = np.nan
+    return {"iou": float(thrs[t]), "recall": [float(v) for v in ev.params.recThrs], "precision": p.tolist(),
+            "class_ids": [int(c) for c in ev.params.catIds]}
 
 
 def _precision_recall(ev: Any, num_classes: int, thr: float) -> Dict[str, Any]:

@@ -72,8 +72,12 @@ of them from there, so the resumed epochs are the ones the uninterrupted run wou
 (same size, batch, order, learning rate at every step, same average). A checkpoint written before
 these keys existed resumes as it ran: one lr for all layers, batch norm trained, no EMA.
 
+Multi-GPU / multi-node: DDP under ``torchrun`` (``yolo4 train --devices 0,1`` or ``--devices cpu:2``);
+``batch_size`` is then the global batch, split across the processes, so the schedule and every
+step's images are those of one process at the same batch (:mod:`.distributed`).
+
 Not yet (later issues, slots marked in the code): mosaic / CutMix / MixUp, SAT, DropBlock, CmBN,
-multi-scale (``random=1``), DDP.
+multi-scale (``random=1``).
 """
 
 import csv
@@ -94,12 +98,14 @@ from ..errors import Yolo4Error
 from ..fileio import atomic_write_text, check_writable_dir
 from ..model.checkpoint import read_checkpoint
 from ..model_info import check_input_size
+from . import distributed
 from .augment import AugmentConfig
 from .checkpoint import make_checkpoint, save_checkpoint
 from .dataset import YoloDataset, collate, epoch_order
 from .ema import ModelEMA, ema_decay, ema_tau
 from .loss import YoloLoss
 from .optim import OPTIMIZERS, build_optimizer, default_optimizer
+from .plots import ScalarLogger, plot_run
 from .schedule import POLICIES, LRSchedule, from_cfg
 from .validate import evaluate_model, fitness
 
@@ -334,7 +340,8 @@ def subdivide(images: torch.Tensor, targets: torch.Tensor, subdivisions: int):
 
 
 def accumulate_gradients(model: nn.Module, loss_fn: Callable, images: torch.Tensor, targets: torch.Tensor,
-                         subdivisions: int = 1, scaler: Optional[Any] = None) -> Optional[Dict[str, float]]:
+                         subdivisions: int = 1, scaler: Optional[Any] = None, weight: float = 1.0,
+                         agree: Optional[Callable[[bool], bool]] = None) -> Optional[Dict[str, float]]:
     """Forward + backward of one batch in ``subdivisions`` mini-batches; gradients add up in ``.grad``.
 
     Each mini-batch's loss (a per-image mean, :class:`.loss.YoloLoss`) is weighted by its share of the
@@ -351,6 +358,10 @@ def accumulate_gradients(model: nn.Module, loss_fn: Callable, images: torch.Tens
         subdivisions: mini-batches per batch (1: one forward/backward, as without accumulation).
         scaler: a ``torch.amp.GradScaler`` for AMP: the forward runs under float16 autocast on the
             images' device type and the loss is scaled before backward; None = float32.
+        weight: factor of the loss before backward (DDP: this process's share of the global batch,
+            :func:`.distributed.shard_batches`); the returned ``items`` are not weighted.
+        agree: DDP: ``finite -> finite on every process`` (one collective per mini-batch), so that all
+            processes skip a non-finite step together; None = this process decides alone.
 
     Returns:
         the batch's ``items`` (``box``, ``obj``, ``cls``, ``loss``: per-image means over the batch), or
@@ -366,10 +377,15 @@ def accumulate_gradients(model: nn.Module, loss_fn: Callable, images: torch.Tens
         else:
             raw = model(x, raw=True)
         loss, items = loss_fn(raw, t)
-        if not torch.isfinite(loss):
+        finite = bool(torch.isfinite(loss))
+        if agree is not None:
+            finite = agree(finite)
+        if not finite:
             return None
         if share != 1.0:
             loss = loss * share
+        if weight != 1.0:
+            loss = loss * weight
         (scaler.scale(loss) if scaler is not None else loss).backward()
         for k in total:
             total[k] += float(items[k]) * share
@@ -412,6 +428,10 @@ def _write_rows(path: Path, rows: List[Dict[str, Any]]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+def _silent(msg: str) -> None:
+    """The ``log`` of DDP ranks other than 0: nothing."""
+
+
 def _fmt(v: Optional[float], spec: str = ".4f") -> str:
     return "-" if v is None else format(v, spec)
 
@@ -424,7 +444,7 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
           lr: Optional[float] = None, augment: Optional[bool] = None, jitter: Optional[float] = None,
           box_grad: Optional[str] = None, policy: Optional[str] = None, optimizer: Optional[str] = None,
           nesterov: Optional[bool] = None, subdivisions: Optional[int] = None, amp: Optional[bool] = None,
-          log: Callable[[str], Any] = print) -> Dict[str, Any]:
+          log: Callable[[str], Any] = print, sync_bn: bool = False) -> Dict[str, Any]:
     """Fine-tune (or train) a darknet model on a dataset; write checkpoints and darknet files.
 
     The run-defining arguments (:data:`RUN_ARGS`: ``cfg``, ``data``, ``weights``, ``epochs``,
@@ -479,7 +499,15 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
         amp: float16 autocast + loss scaling (``torch.amp``); default on for a CUDA ``device``; CUDA
             only (elsewhere a note and float32). Not run-defining (like ``device``): it may change on
             resume.
-        log: receives one-line messages (``warning: ...`` lines, per-epoch summaries).
+        log: receives one-line messages (``warning: ...`` lines, per-epoch summaries); on rank 0 only
+            when distributed.
+        sync_bn: DDP only: convert batch norm to ``SyncBatchNorm`` (statistics over the global batch;
+            CUDA only). Not run-defining.
+
+    Distributed (DDP): launched by ``torchrun`` (``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` set; ``yolo4
+    train --devices`` does it) the process joins the group (nccl on CUDA, gloo on the CPU), trains a
+    shard of every global batch of ``batch_size`` images, and rank 0 alone validates, logs and writes
+    the files (:mod:`.distributed`). The other ranks return a summary with ``rank`` and no paths.
 
     Returns:
         dict: ``best``, ``last`` (checkpoint paths, str), ``weights``, ``cfg``, ``names`` (darknet
@@ -538,6 +566,18 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
     torch.manual_seed(seed)
     np.random.seed(seed % (2 ** 32))
     dev = torch.device(device)
+    world, dev = distributed.setup(device)              # torchrun: join the group (no-op otherwise)
+    if world.active:
+        if not world.main:
+            log = _silent                               # rank 0 alone logs
+            progress = False
+        log(f"DDP: {world.size} processes ({world.backend}), global batch {batch_size} = "
+            f"{batch_size / world.size:g} images per process")
+        if batch_size < world.size:
+            raise Yolo4Error(f"--batch {batch_size} is the global batch, split across {world.size} processes: "
+                             f"give at least {world.size}")
+    if sync_bn and not (world.active and dev.type == "cuda"):
+        raise Yolo4Error("--sync-bn needs DDP on CUDA (--devices 0,1): torch's SyncBatchNorm runs on GPUs only")
 
     # ---- data ------------------------------------------------------------------------------
     data = run["data"]
@@ -571,12 +611,14 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
         if last_path.exists():
             log(f"warning: {out} holds a previous run; its checkpoints and results are overwritten "
                 f"(pass --resume to continue it instead)")
-            if best_path.exists():
+            if best_path.exists() and world.main:
                 best_path.unlink()          # a stale best.pt must not stand for this run
         model = load_darknet(run["cfg"], run["weights"], num_classes=len(names))
         best_fit = -1.0
     model.names = names
     model.to(dev)
+    if sync_bn:                             # same parameters, BN statistics over the global batch
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     input_hw = model.check_input_size(run["img_size"] if run["img_size"] is not None else model.input_hw,
                                       "--img-size")
     letter_box = bool(getattr(model, "letter_box", False))
@@ -651,6 +693,13 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
                 ema.load(ckpt["ema"])
     else:
         tau, decay_ema = 0.0, 0.0
+    # DDP: the forward/backward goes through the wrapper (gradients averaged over the processes);
+    # everything else (optimizer, EMA, checkpoints, validation) uses the model itself
+    trained = model
+    if world.active:
+        trained = nn.parallel.DistributedDataParallel(   # stopbackward=N: layers without gradients
+            model, device_ids=[dev.index] if dev.type == "cuda" else None,
+            find_unused_parameters=bool(getattr(model, "_stop", None)))
 
     train_args = {
         "cfg": _source(run["cfg"]), "data": _source(data), "weights": _source(run["weights"]),
@@ -683,14 +732,22 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
     metrics: Dict[str, Any] = dict(ckpt.get("metrics") or {}) if ckpt is not None else {}
     pin = dev.type == "cuda"
     warned_nonfinite = False
+    # no-op without tensorboard; DDP: rank 0 alone
+    scalars = ScalarLogger(out / "tensorboard", start_epoch, log) if world.main else None
 
     for epoch in range(start_epoch, epochs):            # 0-based; reported 1-based
         t0 = time.time()
-        set_train_mode(model, freeze_bn)
+        set_train_mode(trained, freeze_bn)
         dataset.set_epoch(epoch)
         order = epoch_order(seed, epoch, len(dataset))
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=order,
-                                             num_workers=workers, collate_fn=collate, pin_memory=pin)
+        if world.active:        # this rank's shard of each global batch, and its weight in the average
+            shards, weights = distributed.shard_batches(order, batch_size, world.rank, world.size)
+            loader = torch.utils.data.DataLoader(dataset, batch_sampler=shards, num_workers=workers,
+                                                 collate_fn=collate, pin_memory=pin)
+        else:
+            weights = None
+            loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=order,
+                                                 num_workers=workers, collate_fn=collate, pin_memory=pin)
         bar = loader
         if progress:
             from tqdm import tqdm
@@ -707,7 +764,9 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
             x = images.to(dev, non_blocking=pin).float().div_(255.0)
             # (mosaic / CutMix / SAT / multi-scale slot in here)
             optimizer.zero_grad(set_to_none=True)
-            items = accumulate_gradients(model, loss_fn, x, targets.to(dev), subdivisions, scaler)
+            w = 1.0 if weights is None else weights[i]
+            items = accumulate_gradients(trained, loss_fn, x, targets.to(dev), subdivisions, scaler, weight=w,
+                                         agree=(lambda ok: distributed.all_true(world, ok)) if world.active else None)
             if items is None:
                 if not warned_nonfinite:
                     log(f"warning: non-finite loss at epoch {epoch + 1} step {i + 1}; step skipped")
@@ -726,12 +785,17 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
                 ema.update(model)
             n_steps += 1
             for k in sums:
-                sums[k] += items[k]
+                sums[k] += items[k] * w                  # DDP: summed over the ranks below
             if progress:
                 bar.set_postfix(OrderedDict((k, f"{sums[k] / n_steps:.3f}") for k in ("box", "obj", "cls")),
                                 lr=f"{cur_lr:.2e}")
         if n_steps == 0:
             raise Yolo4Error(f"every step of epoch {epoch + 1} had a non-finite loss; lower the lr")
+        if world.active:        # the global batches' per-image means, as one process would log them
+            sums = dict(zip(sums, (v / world.size for v in distributed.all_sum(world, sums.values()))))
+            if not world.main:  # rank 0 alone validates, logs and saves; the others wait for it
+                distributed.barrier(world)
+                continue
         mean = {k: v / n_steps for k, v in sums.items()}
 
         done = epoch + 1
@@ -740,7 +804,8 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
         if evaluated and val_split.records:
             scored = ema.module if ema is not None else model       # the average when EMA is on
             metrics = evaluate_model(scored, val_split, input_hw=input_hw, batch_size=batch_size,
-                                     device=str(dev), progress=progress, log=log)
+                                     device=str(dev), progress=progress, log=log,
+                                     keep_pr_curve=done == epochs)  # for pr_curve.png
             fit = fitness(metrics)
         set_train_mode(model, freeze_bn)
         row = {"epoch": done, "box": round(mean["box"], 6), "obj": round(mean["obj"], 6),
@@ -767,10 +832,17 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
             save_checkpoint(ck, best_path)
         rows.append(row)
         _write_rows(csv_path, rows)
+        scalars.add(row)
         log(f"epoch {done}/{epochs}  box {mean['box']:.4f}  obj {mean['obj']:.4f}  cls {mean['cls']:.4f}"
             f"  lr {cur_lr:.2e}  mAP50 {_fmt(row['map50'])}  mAP50-95 {_fmt(row['map50_95'])}"
             f"  {row['time_s']:.0f}s{'  *best*' if improved else ''}")
+        distributed.barrier(world)                       # DDP: the others waited for rank 0's files
 
+    if world.active:                        # no collective after the last epoch: leave the group
+        distributed.cleanup()
+        if not world.main:
+            return {"rank": world.rank, "output_dir": str(out), "epochs": [], "best_fitness": float(best_fit),
+                    "best_epoch": None}
     # ---- darknet files from the best checkpoint ------------------------------------------------
     src = best_path if best_path.exists() else last_path
     best_model = load_checkpoint(str(src))
@@ -778,6 +850,8 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
     save_darknet_weights(best_model, str(weights_path))
     save_cfg(best_model, str(cfg_path))
     atomic_write_text(names_path, "".join(f"{n}\n" for n in names))
+    scalars.close()
+    plot_run(out, train_split.records, names, metrics, log=log)   # results/labels/pr_curve.png; never raises
     return {
         "best": str(best_path) if best_path.exists() else str(last_path), "last": str(last_path),
         "weights": str(weights_path), "cfg": str(cfg_path), "names": str(names_path),

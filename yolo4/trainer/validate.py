@@ -27,7 +27,8 @@ def fitness(metrics: Dict[str, Any]) -> float:
 
 def evaluate_model(model, split: DatasetSplit, input_hw: Optional[Tuple[int, int]] = None,
                    batch_size: int = 8, device: str = "cpu", conf: float = VAL_CONF, iou: float = VAL_IOU,
-                   progress: bool = False, log: Callable[[str], Any] = print) -> Dict[str, Any]:
+                   progress: bool = False, log: Callable[[str], Any] = print,
+                   keep_pr_curve: bool = False) -> Dict[str, Any]:
     """COCO mAP of a Darknet module on a labelled split, through the runtime's Detector.
 
     Args:
@@ -39,6 +40,7 @@ def evaluate_model(model, split: DatasetSplit, input_hw: Optional[Tuple[int, int
         device: torch device string of the model.
         conf, iou: Detector thresholds (candidate score, NMS IoU).
         progress: tqdm bar over the images.
+        keep_pr_curve: also return ``"pr_curve"`` (:func:`yolo4.runtime.coco_eval.pr_curve_from_cocoeval`).
 
     Returns:
         :func:`yolo4.runtime.coco_eval.evaluate`'s dict (``map50_95``, ``map50``, ...), plus
@@ -52,6 +54,6 @@ def evaluate_model(model, split: DatasetSplit, input_hw: Optional[Tuple[int, int
                              input_hw=input_hw)
     detector = Detector(backend, batch_size=batch_size, score_threshold=conf, iou_threshold=iou)
     preds = predict_split(detector, split, batch_size=batch_size, progress=progress, log=log)
-    metrics = dict(evaluate(split, preds))
+    metrics = dict(evaluate(split, preds, keep_pr_curve=keep_pr_curve))
     metrics["images"] = len(preds)
     return metrics
