@@ -109,6 +109,58 @@ def _command(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _hyp_cfg(cfg: str, overrides: Dict[str, float], out: Path) -> str:
+    """Write the cfg with ``overrides`` (darknet keys) applied to ``out/<stem>-hyp.cfg`` and the values to
+    ``out/hyp.yaml``; return the new cfg's path."""
+    from .assets import resolve_cfg
+    from .fileio import atomic_write_text
+    from .model.cfg.text import read_cfg_text
+    from .trainer.hyp import apply_hyp, save_hyp
+
+    src = resolve_cfg(cfg)
+    text, where = read_cfg_text(src)
+    out.mkdir(parents=True, exist_ok=True)
+    dst = out / (Path(src).stem + "-hyp.cfg")
+    atomic_write_text(dst, apply_hyp(text, overrides, where))
+    save_hyp(out / "hyp.yaml", overrides, header=["applied to %s" % where])
+    _log("hyperparameters: %s -> %s" % (", ".join("%s=%g" % kv for kv in overrides.items()), dst))
+    return str(dst)
+
+
+def _evolve(generations: int, cfg: str, overrides: Dict[str, float], out: Path, seed: int,
+            run: Callable[[str, Path], Dict[str, Any]]) -> None:
+    """``train --evolve N``: N generations, each a training run in ``out/gen_NNNN`` of the cfg with the
+    generation's hyperparameters."""
+    import shutil
+
+    from .assets import resolve_cfg
+    from .fileio import atomic_write_text
+    from .model.cfg.text import read_cfg_text
+    from .trainer.evolve import evolve
+    from .trainer.hyp import apply_hyp, hyp_of
+
+    src = resolve_cfg(cfg)
+    text, where = read_cfg_text(src)
+    base = dict(hyp_of(text, path=where), **overrides)
+
+    def run_fn(h: Dict[str, float], gen_dir: Path) -> Dict[str, Any]:
+        gen_dir = Path(gen_dir)
+        if (gen_dir / "last.pt").exists():  # an interrupted generation: train it again from the start
+            shutil.rmtree(gen_dir)
+            gen_dir.mkdir(parents=True)
+        gen_cfg = gen_dir / (Path(src).stem + "-hyp.cfg")
+        atomic_write_text(gen_cfg, apply_hyp(text, h, where))
+        summary = run(str(gen_cfg), gen_dir)
+        rows = [r for r in summary.get("epochs", []) if r.get("map50") is not None]
+        return {"map50": rows[-1]["map50"], "map50_95": rows[-1]["map50_95"]} if rows else {}
+
+    res = evolve(base, generations, run_fn, out, seed=seed, log=_log)
+    typer.echo("best: generation %d, fitness %.4f (mAP@.5 %.4f, mAP@[.5:.95] %.4f)" % (
+        res["generation"], res["fitness"], res["map50"] or 0.0, res["map50_95"] or 0.0))
+    typer.echo("evolve table:  %s" % Path(res["csv"]).resolve())
+    typer.echo("best hyp file: %s   (yolo4 train --hyp it)" % Path(res["yaml"]).resolve())
+
+
 def _check_preprocess(value: str, engine: Optional[str]) -> str:
     """``--preprocess``: cpu or gpu (a usage error otherwise); gpu needs an engine (checked before any
     model is loaded)."""
@@ -219,6 +271,16 @@ def train(
                                           "yourself."),
     sync_bn: bool = typer.Option(False, "--sync-bn", help="DDP on CUDA: batch norm statistics over the "
                                  "global batch (SyncBatchNorm)."),
+    hyp: Optional[Path] = typer.Option(None, help="hyperparameter YAML of darknet [net]/[yolo] keys "
+                                       "(learning_rate: 0.001, hue: 0.1, mosaic: 1, iou_normalizer: 0.07, "
+                                       "...) written onto the cfg (RUN/CFG-hyp.cfg, RUN/hyp.yaml)."),
+    set_values: Optional[List[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="one darknet "
+                                                   "[net]/[yolo] key, e.g. --set hue=0.2; repeatable; after "
+                                                   "--hyp."),
+    evolve: int = typer.Option(0, min=0, metavar="N", help="genetic hyperparameter search: N generations, "
+                               "each a run of --epochs (mutation of the best so far, fitness 0.1 mAP@.5 + 0.9 "
+                               "mAP@[.5:.95]); writes RUN/evolve.csv and RUN/hyp_evolved.yaml; the same "
+                               "command with --output-dir RUN --exist-ok continues it."),
 ):
     """Train (fine-tune) a darknet cfg on a dataset; writes checkpoints and darknet .weights."""
     from .fileio import check_writable_dir, latest_run_dir
@@ -252,6 +314,31 @@ def train(
         # torchrun: rank 0 picks the numbered folder, every rank uses it
         out = distributed.broadcast_object(world, _run_dir(output_dir, "runs/train", exist_ok)
                                            if world.main else None)
+    overrides: Dict[str, float] = {}
+    if hyp is not None or set_values or evolve:
+        if resume:
+            raise Yolo4Error("--hyp, --set and --evolve start a new run; they do not combine with --resume")
+        from .trainer.hyp import load_hyp, parse_overrides
+
+        if hyp is not None and not hyp.is_file():
+            raise Yolo4Error("hyperparameter file not found", hyp)
+        overrides = {**(load_hyp(hyp) if hyp is not None else {}), **parse_overrides(set_values or [])}
+    if evolve:
+        if nproc > 1 or preview:
+            raise Yolo4Error("--evolve runs one process without --preview (give --devices one device)")
+        given = [o for o, v in (("--lr", lr), ("--jitter", jitter)) if v is not None]
+        if given:
+            raise Yolo4Error(f"{', '.join(given)} would override the evolved learning_rate / jitter: set "
+                             "them in --hyp or --set instead")
+        _evolve(evolve, cfg, overrides, out, seed or 0, lambda c, d: run_train(
+            cfg=c, data=data, weights=weights, epochs=epochs, batch_size=batch, img_size=img_size,
+            output_dir=str(d), workers=workers, max_images=max_images, seed=seed, augment=augment,
+            box_grad=box_grad, policy=policy, optimizer=optimizer, nesterov=nesterov,
+            subdivisions=subdivisions, amp=amp, device=device or _train_device(), progress=False,
+            log=lambda m: None))
+        return
+    if overrides:
+        cfg = _hyp_cfg(cfg, overrides, out)
     if preview and world.main:
         if resume:
             raise Yolo4Error("--preview shows the batches of a new run; it does not combine with --resume")
