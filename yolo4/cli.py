@@ -271,6 +271,9 @@ def train(
                                           "yourself."),
     sync_bn: bool = typer.Option(False, "--sync-bn", help="DDP on CUDA: batch norm statistics over the "
                                  "global batch (SyncBatchNorm)."),
+    cmbn: Optional[bool] = typer.Option(None, "--cmbn/--no-cmbn", help="Cross mini-Batch Normalization "
+                                        "(YOLOv4 paper 3.3) with --subdivisions > 1: mini-batch k is normalised "
+                                        "with the statistics of mini-batches 1..k of its batch [default: off]."),
     hyp: Optional[Path] = typer.Option(None, help="hyperparameter YAML of darknet [net]/[yolo] keys "
                                        "(learning_rate: 0.001, hue: 0.1, mosaic: 1, iou_normalizer: 0.07, "
                                        "...) written onto the cfg (RUN/CFG-hyp.cfg, RUN/hyp.yaml)."),
@@ -360,7 +363,7 @@ def train(
                         lr=lr, max_images=max_images, seed=seed, eval_every=eval_every, augment=augment,
                         jitter=jitter, box_grad=box_grad, policy=policy, optimizer=optimizer,
                         nesterov=nesterov, subdivisions=subdivisions, amp=amp, device=device or _train_device(),
-                        log=_log, sync_bn=sync_bn)
+                        log=_log, sync_bn=sync_bn, cmbn=cmbn)
     if not world.main:
         return
     for key in ("best", "last", "weights", "cfg"):

@@ -76,10 +76,12 @@ Multi-GPU / multi-node: DDP under ``torchrun`` (``yolo4 train --devices 0,1`` or
 ``batch_size`` is then the global batch, split across the processes, so the schedule and every
 step's images are those of one process at the same batch (:mod:`.distributed`).
 
-Not yet (later issues, slots marked in the code): mosaic / CutMix / MixUp, SAT, DropBlock, CmBN,
-multi-scale (``random=1``).
+Also: mosaic / CutMix / MixUp / blur (:mod:`.augment`), SAT (``[net] adversarial_lr``, :mod:`.sat`),
+CmBN (``cmbn=True`` with ``subdivisions > 1``, :mod:`.cmbn`). Not yet: multi-scale training
+(``random=1``) and DropBlock's warm-up multiplier.
 """
 
+import contextlib
 import csv
 import io
 import math
@@ -98,9 +100,10 @@ from ..errors import Yolo4Error
 from ..fileio import atomic_write_text, check_writable_dir
 from ..model.checkpoint import read_checkpoint
 from ..model_info import check_input_size
-from . import distributed
+from . import distributed, sat
 from .augment import AugmentConfig
 from .checkpoint import make_checkpoint, save_checkpoint
+from .cmbn import CrossMiniBatchNorm
 from .dataset import YoloDataset, collate, epoch_order
 from .ema import ModelEMA, ema_decay, ema_tau
 from .loss import YoloLoss
@@ -129,7 +132,7 @@ CSV_FIELDS = ["epoch", "box", "obj", "cls", "loss", "lr", "map50", "map50_95", "
 RUN_ARGS: Dict[str, Any] = {
     "cfg": None, "data": None, "weights": None, "epochs": 10, "batch_size": 8, "img_size": None,
     "lr": None, "seed": 0, "max_images": None, "augment": True, "jitter": None, "box_grad": "darknet",
-    "eval_every": 1, "policy": "cosine", "optimizer": None, "nesterov": False, "subdivisions": 1,
+    "eval_every": 1, "policy": "cosine", "optimizer": None, "nesterov": False, "subdivisions": 1, "cmbn": False,
 }
 #: the ``yolo4 train`` option of each run-defining argument (messages speak the CLI's terms)
 CLI_OPTIONS: Dict[str, str] = {
@@ -137,6 +140,7 @@ CLI_OPTIONS: Dict[str, str] = {
     "img_size": "--img-size", "lr": "--lr", "seed": "--seed", "max_images": "--max-images",
     "augment": "--augment", "jitter": "--jitter", "box_grad": "--box-grad", "eval_every": "--eval-every",
     "policy": "--policy", "optimizer": "--optimizer", "nesterov": "--nesterov", "subdivisions": "--subdivisions",
+    "cmbn": "--cmbn",
 }
 BOX_GRADS = ("darknet", "chain")
 
@@ -220,7 +224,7 @@ def _show(key: str, value: Any) -> str:
 
 def _option(key: str, value: Any) -> str:
     """The CLI option that gives ``key`` this value: ``--epochs 10``, ``--no-augment``."""
-    if key in ("augment", "nesterov"):
+    if key in ("augment", "nesterov", "cmbn"):
         return f"--{key}" if value else f"--no-{key}"
     return f"{CLI_OPTIONS[key]} {_show(key, value)}"
 
@@ -341,7 +345,9 @@ def subdivide(images: torch.Tensor, targets: torch.Tensor, subdivisions: int):
 
 def accumulate_gradients(model: nn.Module, loss_fn: Callable, images: torch.Tensor, targets: torch.Tensor,
                          subdivisions: int = 1, scaler: Optional[Any] = None, weight: float = 1.0,
-                         agree: Optional[Callable[[bool], bool]] = None) -> Optional[Dict[str, float]]:
+                         agree: Optional[Callable[[bool], bool]] = None,
+                         perturb: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
+                         cmbn: bool = False) -> Optional[Dict[str, float]]:
     """Forward + backward of one batch in ``subdivisions`` mini-batches; gradients add up in ``.grad``.
 
     Each mini-batch's loss (a per-image mean, :class:`.loss.YoloLoss`) is weighted by its share of the
@@ -362,14 +368,27 @@ def accumulate_gradients(model: nn.Module, loss_fn: Callable, images: torch.Tens
             :func:`.distributed.shard_batches`); the returned ``items`` are not weighted.
         agree: DDP: ``finite -> finite on every process`` (one collective per mini-batch), so that all
             processes skip a non-finite step together; None = this process decides alone.
+        perturb: ``(x, t) -> x'`` applied to each mini-batch before its forward (SAT,
+            :func:`.sat.perturb_fn`: the second pass trains on the perturbed images, original labels);
+            None = the images as they are.
+        cmbn: normalise mini-batch ``k`` with the batch-norm statistics of mini-batches ``1..k`` of
+            this batch (CmBN, :class:`.cmbn.CrossMiniBatchNorm`); False = plain per-mini-batch BN.
 
     Returns:
         the batch's ``items`` (``box``, ``obj``, ``cls``, ``loss``: per-image means over the batch), or
         None when a mini-batch's loss was not finite (its backward is skipped; the caller discards the
         step's gradients).
     """
+    with CrossMiniBatchNorm(model) if cmbn else contextlib.nullcontext():
+        return _accumulate(model, loss_fn, images, targets, subdivisions, scaler, weight, agree, perturb)
+
+
+def _accumulate(model, loss_fn, images, targets, subdivisions, scaler, weight, agree, perturb):
+    """The mini-batch loop of :func:`accumulate_gradients`."""
     total: Dict[str, float] = {"box": 0.0, "obj": 0.0, "cls": 0.0, "loss": 0.0}
     for x, t, share in subdivide(images, targets, subdivisions):
+        if perturb is not None:
+            x = perturb(x, t)
         if scaler is not None:
             with torch.autocast(device_type=x.device.type, dtype=torch.float16):
                 raw = model(x, raw=True)
@@ -444,7 +463,7 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
           lr: Optional[float] = None, augment: Optional[bool] = None, jitter: Optional[float] = None,
           box_grad: Optional[str] = None, policy: Optional[str] = None, optimizer: Optional[str] = None,
           nesterov: Optional[bool] = None, subdivisions: Optional[int] = None, amp: Optional[bool] = None,
-          log: Callable[[str], Any] = print, sync_bn: bool = False) -> Dict[str, Any]:
+          log: Callable[[str], Any] = print, sync_bn: bool = False, cmbn: Optional[bool] = None) -> Dict[str, Any]:
     """Fine-tune (or train) a darknet model on a dataset; write checkpoints and darknet files.
 
     The run-defining arguments (:data:`RUN_ARGS`: ``cfg``, ``data``, ``weights``, ``epochs``,
@@ -503,6 +522,11 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
             when distributed.
         sync_bn: DDP only: convert batch norm to ``SyncBatchNorm`` (statistics over the global batch;
             CUDA only). Not run-defining.
+        cmbn: Cross mini-Batch Normalization with ``subdivisions > 1``: mini-batch ``k`` of a batch
+            normalises with the batch-norm statistics of mini-batches ``1..k`` (YOLOv4 paper 3.3,
+            :mod:`.cmbn`); False = each mini-batch its own statistics. No effect with frozen BN, with
+            ``SyncBatchNorm``, or with ``subdivisions=1``. SAT follows the cfg's ``[net] adversarial_lr``
+            (:mod:`.sat`).
 
     Distributed (DDP): launched by ``torchrun`` (``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` set; ``yolo4
     train --devices`` does it) the process joins the group (nccl on CUDA, gloo on the CPU), trains a
@@ -527,7 +551,7 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
     given = {"cfg": cfg, "data": data, "weights": weights, "epochs": epochs, "batch_size": batch_size,
              "img_size": img_size, "lr": lr, "seed": seed, "max_images": max_images, "augment": augment,
              "jitter": jitter, "box_grad": box_grad, "eval_every": eval_every, "policy": policy,
-             "optimizer": optimizer, "nesterov": nesterov, "subdivisions": subdivisions}
+             "optimizer": optimizer, "nesterov": nesterov, "subdivisions": subdivisions, "cmbn": cmbn}
     _check_given(given)
     out = Path(output_dir)
     last_path, best_path = out / "last.pt", out / "best.pt"
@@ -710,7 +734,7 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
         "total_iters": sched.total_iters, "burn_in": sched.burn_in, "power": sched.power,
         "final_ratio": sched.final_ratio, "ema_tau": tau, "ema_decay": decay_ema, "freeze_bn": freeze_bn,
         "head_lr_scale": head_lr_scale, "device": str(device),
-        "optimizer": opt_name, "nesterov": bool(run["nesterov"]), "subdivisions": subdivisions, "amp": use_amp,
+        "optimizer": opt_name, "nesterov": bool(run["nesterov"]), "subdivisions": subdivisions, "cmbn": bool(run["cmbn"]), "amp": use_amp,
         **sched.to_args(),
     }
     if ckpt is not None:
@@ -762,11 +786,16 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
                 group["lr"] = cur_lr * group.get("lr_scale", 1.0)
             model.iteration = it                          # darknet stopbackward=N counts iterations
             x = images.to(dev, non_blocking=pin).float().div_(255.0)
-            # (mosaic / CutMix / SAT / multi-scale slot in here)
+            # (mosaic / CutMix / multi-scale slot in here)
             optimizer.zero_grad(set_to_none=True)
             w = 1.0 if weights is None else weights[i]
+            # SAT ([net] adversarial_lr, off when absent): a first pass moves each mini-batch's images
+            # up the loss (the model itself, not the DDP wrapper: no parameter gradients)
+            perturb = sat.perturb_fn(model, loss_fn, float(net.get("adversarial_lr", 0) or 0), it,
+                                     sched.total_iters, sched.burn_in, seed)
             items = accumulate_gradients(trained, loss_fn, x, targets.to(dev), subdivisions, scaler, weight=w,
-                                         agree=(lambda ok: distributed.all_true(world, ok)) if world.active else None)
+                                         agree=(lambda ok: distributed.all_true(world, ok)) if world.active else None,
+                                         perturb=perturb, cmbn=bool(run["cmbn"]) and subdivisions > 1)
             if items is None:
                 if not warned_nonfinite:
                     log(f"warning: non-finite loss at epoch {epoch + 1} step {i + 1}; step skipped")
