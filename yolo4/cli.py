@@ -204,6 +204,10 @@ def _cli_args(ctx: typer.Context, skip=()) -> List[str]:
             elif p.secondary_opts:
                 out.append(p.secondary_opts[0])
             continue
+        if isinstance(v, (list, tuple)):  # a repeatable option: once per value
+            for item in v:
+                out += [p.opts[0], str(item)]
+            continue
         out += [p.opts[0], str(v)]
     return out
 
