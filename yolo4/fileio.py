@@ -9,7 +9,7 @@ import contextlib
 import os
 import uuid
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Any, Callable, Iterator, Tuple, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -147,3 +147,38 @@ def unique_name(name: str, used: set) -> str:
     out = "%s_%d%s" % (stem, n, ext)
     used.add(out)
     return out
+
+
+def compose_yaml(path: PathLike, what: str, error: Callable[..., Exception]) -> Tuple[str, Any]:
+    """Read a YAML file (UTF-8, BOM allowed) and compose it into PyYAML nodes, which keep line numbers.
+
+    Args:
+        path: the file.
+        what: its name in messages (``"dataset YAML"``).
+        error: the :class:`~yolo4.errors.Yolo4Error` subclass to raise, called as
+            ``error(message, path, line)``.
+
+    Returns:
+        ``(text, node)``: the file's text and its root node (None for an empty document).
+
+    Raises:
+        ``error``: unreadable file (the OS reason), invalid YAML (with its line), nesting too deep.
+    """
+    import yaml
+
+    from .data.collect import reason
+
+    spath = os.fspath(path)
+    try:
+        with open(spath, encoding="utf-8-sig") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise error(f"cannot read {what} ({reason(e)})", spath, None) from None
+    try:
+        return text, yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise error(f"invalid YAML: {getattr(e, 'problem', None) or e}", spath,
+                    mark.line + 1 if mark is not None else None) from None
+    except RecursionError:
+        raise error("invalid YAML: nested too deeply", spath, None) from None

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ..errors import DataError
-from .collect import integral, name_problem, reason, show
+from ..fileio import compose_yaml
+from .collect import integral, name_problem, show
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -109,20 +110,11 @@ def read_dataset_yaml(path: PathLike) -> DatasetConfig:
     import yaml
 
     spath = os.path.abspath(os.fspath(path))
+    text, node = compose_yaml(spath, "dataset YAML", DataError)
     try:
-        with open(spath, encoding="utf-8-sig") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read dataset YAML ({reason(e)})", spath) from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise DataError(f"invalid YAML: {getattr(e, 'problem', None) or e}", spath,
-                        mark.line + 1 if mark is not None else None) from None
-    except RecursionError:
-        raise DataError("invalid YAML: nested too deeply", spath) from None
+    except yaml.YAMLError as e:  # composed fine, so a constructor's complaint
+        raise DataError(f"invalid YAML value ({getattr(e, 'problem', None) or e})", spath) from None
     except (ValueError, OverflowError) as e:  # PyYAML's constructors: a 13th month, a 5000-digit int
         raise DataError(f"invalid YAML value ({e})", spath) from None
     if not isinstance(data, dict):

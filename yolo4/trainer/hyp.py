@@ -26,7 +26,7 @@ import os
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..errors import CfgError
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_text, compose_yaml
 from ..model.cfg.keys import KNOWN_KEYS, suggest_key
 from ..model.cfg.section import NUM_RE
 from ..model.cfg.specs import DEFAULT_NET, YoloSpec
@@ -197,19 +197,7 @@ def load_hyp(path: PathLike) -> Dict[str, float]:
     import yaml
 
     spath = os.fspath(path)
-    try:
-        with open(spath, encoding="utf-8-sig") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise HypError(f"cannot read hyperparameter YAML ({getattr(e, 'strerror', None) or e})", spath) from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise HypError(f"invalid YAML: {getattr(e, 'problem', None) or e}", spath,
-                       mark.line + 1 if mark is not None else None) from None
-    except RecursionError:
-        raise HypError("invalid YAML: nested too deeply", spath) from None
+    _, node = compose_yaml(spath, "hyperparameter YAML", HypError)
     if node is None:
         return {}
     if not isinstance(node, yaml.MappingNode):
