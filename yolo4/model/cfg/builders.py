@@ -265,15 +265,22 @@ def avgpool_spec(sec: Section, i: int, c: int, s: int, specs: List[LayerSpec]) -
     return AvgPoolSpec(i, sec, c, c, s)
 
 
-def local_avgpool_spec(sec: Section, i: int, c: int, s: int, specs: List[LayerSpec]) -> LocalAvgPoolSpec:
-    """``[local_avgpool]`` (darknet ``parse_local_avgpool``): ``size`` defaults to ``stride``, ``padding``
-    to size-1, as ``[maxpool]``."""
+def _pool_window(sec: Section) -> Tuple[int, int, int]:
+    """``(stride, size, padding)`` of ``[maxpool]`` / ``[local_avgpool]`` (darknet ``parse_maxpool``:
+    ``size`` defaults to ``stride``, ``padding`` to ``size - 1``); a padding holding whole windows is refused."""
     stride = _square_stride(sec)
     size = sec.get_int("size", stride, lo=1, hi=MAX_KERNEL)
     padding = sec.get_int("padding", size - 1, lo=0)
     if padding > 2 * (size - 1):
         raise sec.error(f"padding={padding} with size={size} puts whole pooling windows in the padding "
                         f"(at most 2*(size-1) = {2 * (size - 1)})", "padding")
+    return stride, size, padding
+
+
+def local_avgpool_spec(sec: Section, i: int, c: int, s: int, specs: List[LayerSpec]) -> LocalAvgPoolSpec:
+    """``[local_avgpool]`` (darknet ``parse_local_avgpool``): ``size`` defaults to ``stride``, ``padding``
+    to size-1, as ``[maxpool]``."""
+    stride, size, padding = _pool_window(sec)
     return LocalAvgPoolSpec(i, sec, c, c, s * stride, size=size, pool_stride=stride, padding=padding)
 
 
@@ -300,12 +307,7 @@ def contrastive_spec(sec: Section, i: int, c: int, s: int, specs: List[LayerSpec
 
 def maxpool_spec(sec: Section, i: int, c: int, s: int, specs: List[LayerSpec]) -> MaxPoolSpec:
     """``[maxpool]`` (darknet ``parse_maxpool``): ``size`` defaults to ``stride``, ``padding`` to size-1."""
-    stride = _square_stride(sec)
-    size = sec.get_int("size", stride, lo=1, hi=MAX_KERNEL)
-    padding = sec.get_int("padding", size - 1, lo=0)
-    if padding > 2 * (size - 1):
-        raise sec.error(f"padding={padding} with size={size} puts whole pooling windows in the padding "
-                        f"(at most 2*(size-1) = {2 * (size - 1)})", "padding")
+    stride, size, padding = _pool_window(sec)
     if sec.get_int("maxpool_depth", 0) or sec.get_int("antialiasing", 0):
         raise sec.error("maxpool_depth / antialiasing are not supported")
     return MaxPoolSpec(i, sec, c, c, s * stride, size=size, pool_stride=stride, padding=padding)
