@@ -238,8 +238,8 @@ def train(
     lr: Optional[float] = typer.Option(None, min=0.0, help="peak learning rate per optimizer step on the "
                                        "per-image mean loss [default: the cfg's learning_rate x batch/64, "
                                        "darknet's per-image rate; heads re-made for new classes x 64/batch]."),
-    max_images: Optional[int] = typer.Option(None, min=1, help="use at most this many training images "
-                                             "(quick runs)."),
+    max_images: Optional[int] = typer.Option(None, min=1, help="use at most this many images of each "
+                                             "split, training and validation alike (quick runs)."),
     seed: Optional[int] = typer.Option(None, help="random seed [default: 0]."),
     eval_every: Optional[int] = typer.Option(None, min=1, help="validate every N epochs, and after the "
                                              "last [default: 1]."),
@@ -278,6 +278,11 @@ def train(
     cmbn: Optional[bool] = typer.Option(None, "--cmbn/--no-cmbn", help="Cross mini-Batch Normalization "
                                         "(YOLOv4 paper 3.3) with --subdivisions > 1: mini-batch k is normalised "
                                         "with the statistics of mini-batches 1..k of its batch [default: off]."),
+    multi_scale: Optional[bool] = typer.Option(None, "--multi-scale/--no-multi-scale", help="random training "
+                                               "shapes (YOLOv4 paper 3.4, darknet random=1): a new input size "
+                                               "every 10 iterations, 320..608 px at --img-size 416 in steps of "
+                                               "[net] resize_step (32); --set random=1.2 narrows the range "
+                                               "[default: on when the cfg's last [yolo] says random=1]."),
     hyp: Optional[Path] = typer.Option(None, help="hyperparameter YAML of darknet [net]/[yolo] keys "
                                        "(learning_rate: 0.001, hue: 0.1, mosaic: 1, iou_normalizer: 0.07, "
                                        "...) written onto the cfg (RUN/CFG-hyp.cfg, RUN/hyp.yaml)."),
@@ -342,7 +347,7 @@ def train(
             output_dir=str(d), workers=workers, max_images=max_images, seed=seed, augment=augment,
             box_grad=box_grad, policy=policy, optimizer=optimizer, nesterov=nesterov,
             subdivisions=subdivisions, amp=amp, device=device or _train_device(), progress=False,
-            log=lambda m: None))
+            cmbn=cmbn, multi_scale=multi_scale, log=lambda m: None))
         return
     if overrides:
         cfg = _hyp_cfg(cfg, overrides, out)
@@ -367,7 +372,7 @@ def train(
                         lr=lr, max_images=max_images, seed=seed, eval_every=eval_every, augment=augment,
                         jitter=jitter, box_grad=box_grad, policy=policy, optimizer=optimizer,
                         nesterov=nesterov, subdivisions=subdivisions, amp=amp, device=device or _train_device(),
-                        log=_log, sync_bn=sync_bn, cmbn=cmbn)
+                        log=_log, sync_bn=sync_bn, cmbn=cmbn, multi_scale=multi_scale)
     if not world.main:
         return
     for key in ("best", "last", "weights", "cfg"):

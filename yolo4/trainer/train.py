@@ -77,8 +77,10 @@ Multi-GPU / multi-node: DDP under ``torchrun`` (``yolo4 train --devices 0,1`` or
 step's images are those of one process at the same batch (:mod:`.distributed`).
 
 Also: mosaic / CutMix / MixUp / blur (:mod:`.augment`), SAT (``[net] adversarial_lr``, :mod:`.sat`),
-CmBN (``cmbn=True`` with ``subdivisions > 1``, :mod:`.cmbn`). Not yet: multi-scale training
-(``random=1``) and DropBlock's warm-up multiplier.
+CmBN (``cmbn=True`` with ``subdivisions > 1``, :mod:`.cmbn`), random training shapes
+(``random=1``, :mod:`.multiscale`) and DropBlock's warm-up (``[dropout] dropblock=1``: probability
+and block size ramp up to 85 % of the run's iterations, :func:`yolo4.model.layers.dropblock_multiplier`
+with the run's iterations as darknet's ``max_batches``).
 """
 
 import contextlib
@@ -99,8 +101,9 @@ from torch import nn
 from ..errors import Yolo4Error
 from ..fileio import atomic_write_text, check_writable_dir
 from ..model.checkpoint import read_checkpoint
+from ..model.layers import Dropout, dropblock_multiplier
 from ..model_info import check_input_size
-from . import distributed, sat
+from . import distributed, multiscale, sat
 from .augment import AugmentConfig
 from .checkpoint import make_checkpoint, save_checkpoint
 from .cmbn import CrossMiniBatchNorm
@@ -133,6 +136,7 @@ RUN_ARGS: Dict[str, Any] = {
     "cfg": None, "data": None, "weights": None, "epochs": 10, "batch_size": 8, "img_size": None,
     "lr": None, "seed": 0, "max_images": None, "augment": True, "jitter": None, "box_grad": "darknet",
     "eval_every": 1, "policy": "cosine", "optimizer": None, "nesterov": False, "subdivisions": 1, "cmbn": False,
+    "multi_scale": None,
 }
 #: the ``yolo4 train`` option of each run-defining argument (messages speak the CLI's terms)
 CLI_OPTIONS: Dict[str, str] = {
@@ -140,7 +144,7 @@ CLI_OPTIONS: Dict[str, str] = {
     "img_size": "--img-size", "lr": "--lr", "seed": "--seed", "max_images": "--max-images",
     "augment": "--augment", "jitter": "--jitter", "box_grad": "--box-grad", "eval_every": "--eval-every",
     "policy": "--policy", "optimizer": "--optimizer", "nesterov": "--nesterov", "subdivisions": "--subdivisions",
-    "cmbn": "--cmbn",
+    "cmbn": "--cmbn", "multi_scale": "--multi-scale",
 }
 BOX_GRADS = ("darknet", "chain")
 
@@ -224,8 +228,9 @@ def _show(key: str, value: Any) -> str:
 
 def _option(key: str, value: Any) -> str:
     """The CLI option that gives ``key`` this value: ``--epochs 10``, ``--no-augment``."""
-    if key in ("augment", "nesterov", "cmbn"):
-        return f"--{key}" if value else f"--no-{key}"
+    if key in ("augment", "nesterov", "cmbn", "multi_scale"):
+        name = CLI_OPTIONS[key].lstrip("-")
+        return f"--{name}" if value else f"--no-{name}"
     return f"{CLI_OPTIONS[key]} {_show(key, value)}"
 
 
@@ -411,6 +416,13 @@ def _accumulate(model, loss_fn, images, targets, subdivisions, scaler, weight, a
     return total
 
 
+def step_seed(seed: int, iteration: int, rank: int = 0) -> int:
+    """The seed of torch's generator for one training iteration of one process: a function of the
+    run's seed, the global iteration and the DDP rank alone (so ``--resume`` continues the random
+    stream of dropout / DropBlock exactly; ranks drop different units)."""
+    return (int(seed) * 1_000_003 + int(iteration) * 1_009 + int(rank)) % (2 ** 63)
+
+
 def set_train_mode(model: nn.Module, freeze_bn: bool) -> None:
     """``model.train()``; with ``freeze_bn`` every BatchNorm layer back in eval mode (normalises with
     its running statistics and leaves them as they are; its affine scale and shift still train)."""
@@ -463,7 +475,8 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
           lr: Optional[float] = None, augment: Optional[bool] = None, jitter: Optional[float] = None,
           box_grad: Optional[str] = None, policy: Optional[str] = None, optimizer: Optional[str] = None,
           nesterov: Optional[bool] = None, subdivisions: Optional[int] = None, amp: Optional[bool] = None,
-          log: Callable[[str], Any] = print, sync_bn: bool = False, cmbn: Optional[bool] = None) -> Dict[str, Any]:
+          log: Callable[[str], Any] = print, sync_bn: bool = False, cmbn: Optional[bool] = None,
+          multi_scale: Optional[bool] = None) -> Dict[str, Any]:
     """Fine-tune (or train) a darknet model on a dataset; write checkpoints and darknet files.
 
     The run-defining arguments (:data:`RUN_ARGS`: ``cfg``, ``data``, ``weights``, ``epochs``,
@@ -527,6 +540,12 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
             :mod:`.cmbn`); False = each mini-batch its own statistics. No effect with frozen BN, with
             ``SyncBatchNorm``, or with ``subdivisions=1``. SAT follows the cfg's ``[net] adversarial_lr``
             (:mod:`.sat`).
+        multi_scale: random training shapes (YOLOv4 paper 3.4; :mod:`.multiscale`): a new input size
+            every 10 iterations, darknet's draw around ``img_size`` (320..608 px at 416 for
+            ``random=1``; the coefficient is the last ``[yolo]``'s ``random`` when above 1, the step
+            ``[net] resize_step``); the same on every DDP rank. Default: on when the cfg's last
+            ``[yolo]`` says ``random`` != 0 (yolov4.cfg: 1; yolov4-tiny.cfg: 0). Validation and the
+            saved model keep ``img_size``.
 
     Distributed (DDP): launched by ``torchrun`` (``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` set; ``yolo4
     train --devices`` does it) the process joins the group (nccl on CUDA, gloo on the CPU), trains a
@@ -551,7 +570,8 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
     given = {"cfg": cfg, "data": data, "weights": weights, "epochs": epochs, "batch_size": batch_size,
              "img_size": img_size, "lr": lr, "seed": seed, "max_images": max_images, "augment": augment,
              "jitter": jitter, "box_grad": box_grad, "eval_every": eval_every, "policy": policy,
-             "optimizer": optimizer, "nesterov": nesterov, "subdivisions": subdivisions, "cmbn": cmbn}
+             "optimizer": optimizer, "nesterov": nesterov, "subdivisions": subdivisions, "cmbn": cmbn,
+             "multi_scale": multi_scale}
     _check_given(given)
     out = Path(output_dir)
     last_path, best_path = out / "last.pt", out / "best.pt"
@@ -566,6 +586,8 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
         if isinstance(ckpt.get("train_args"), dict):
             stored = ckpt["train_args"]
         run = resume_args(given, stored, out)
+        if "multi_scale" not in stored and given["multi_scale"] is None:
+            run["multi_scale"] = False                  # a run from before random shapes: as it ran
         start_epoch = int(ckpt.get("epoch", 0))
         if start_epoch >= int(run["epochs"]):
             raise Yolo4Error(f"the run in {out} is finished ({start_epoch} of {run['epochs']} epochs done): "
@@ -654,6 +676,21 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
         jitter = float(model.yolo_layers[0].jitter)
     aug = AugmentConfig.from_cfg(net, jitter) if run["augment"] else None
     dataset = YoloDataset(train_split.records, input_hw, letter_box, aug, seed=seed)
+    # random training shapes: darknet reads `random` of the last [yolo] layer
+    random_key = float(model.yolo_layers[-1].spec.random)
+    if run["multi_scale"] is None:
+        run["multi_scale"] = random_key != 0
+    ms_coef, ms_step = None, int(net.get("resize_step", 32) or 32)
+    if run["multi_scale"]:
+        try:
+            ms_coef = multiscale.rand_coef(random_key if random_key != 0 else 1.0)
+        except ValueError as e:
+            raise Yolo4Error(f"[yolo] {e}", run["cfg"]) from None
+        lo, hi = multiscale.size_bounds(input_hw, ms_coef, ms_step)
+        log(f"random training shapes: {lo[1]}x{lo[0]} .. {hi[1]}x{hi[0]} px in steps of {ms_step}, a new "
+            f"size every {multiscale.EVERY} iterations (random={random_key:g}; validation at "
+            f"{input_hw[1]}x{input_hw[0]})")
+    dropblocks = [m for m in model.modules() if isinstance(m, Dropout) and m.dropblock]
 
     # ---- optimizer + schedule (a resumed run keeps its stored schedule) -------------------------
     if run["lr"] is not None:
@@ -735,6 +772,7 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
         "final_ratio": sched.final_ratio, "ema_tau": tau, "ema_decay": decay_ema, "freeze_bn": freeze_bn,
         "head_lr_scale": head_lr_scale, "device": str(device),
         "optimizer": opt_name, "nesterov": bool(run["nesterov"]), "subdivisions": subdivisions, "cmbn": bool(run["cmbn"]), "amp": use_amp,
+        "multi_scale": bool(run["multi_scale"]),
         **sched.to_args(),
     }
     if ckpt is not None:
@@ -786,14 +824,21 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
                 group["lr"] = cur_lr * group.get("lr_scale", 1.0)
             model.iteration = it                          # darknet stopbackward=N counts iterations
             x = images.to(dev, non_blocking=pin).float().div_(255.0)
-            # (mosaic / CutMix / multi-scale slot in here)
+            t = targets.to(dev)
+            if ms_coef is not None:                       # random training shapes (all ranks alike)
+                x, t = multiscale.resize_batch(x, t, multiscale.draw_size(input_hw, ms_coef, ms_step, seed, it))
+            for m in dropblocks:                          # darknet's DropBlock warm-up
+                m.multiplier = dropblock_multiplier(it, sched.total_iters)
+            # torch's generator (dropout / DropBlock draws) from (seed, iteration, rank): a resumed run
+            # draws what the uninterrupted one drew (the DataLoader also takes from it per epoch)
+            torch.manual_seed(step_seed(seed, it, world.rank))
             optimizer.zero_grad(set_to_none=True)
             w = 1.0 if weights is None else weights[i]
             # SAT ([net] adversarial_lr, off when absent): a first pass moves each mini-batch's images
             # up the loss (the model itself, not the DDP wrapper: no parameter gradients)
             perturb = sat.perturb_fn(model, loss_fn, float(net.get("adversarial_lr", 0) or 0), it,
                                      sched.total_iters, sched.burn_in, seed)
-            items = accumulate_gradients(trained, loss_fn, x, targets.to(dev), subdivisions, scaler, weight=w,
+            items = accumulate_gradients(trained, loss_fn, x, t, subdivisions, scaler, weight=w,
                                          agree=(lambda ok: distributed.all_true(world, ok)) if world.active else None,
                                          perturb=perturb, cmbn=bool(run["cmbn"]) and subdivisions > 1)
             if items is None:
