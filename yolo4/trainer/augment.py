@@ -9,6 +9,17 @@ and ``image_data_augmentation`` in ``src/image_opencv.cpp``):
   ``U(-jitter, jitter) * size`` (in: crop, out: pad with the image's mean colour, as darknet's
   ``image_data_augmentation``), then the crop goes through the shared resize. This is darknet's
   random scale/translate/aspect jitter.
+- **rotation / shear** (``[net] angle``, darknet's key, which darknet uses only for classifiers;
+  ``[net] shear``, a yolo4 extension with ultralytics' name; both in degrees, both 0 = off by
+  default): one affine warp of the network-size image about its centre, rotation by
+  ``U(-angle, angle)`` then shear by ``U(-shear, shear)`` in x and in y (ultralytics
+  ``random_perspective``: ``M = T @ S @ R @ C``), bilinear, the border filled with the letterbox grey
+  :data:`~yolo4.runtime.preprocess.PAD_VALUE_U8`. Boxes: the 4 corners are transformed, the
+  enclosing box clipped to the image; a box is dropped under :data:`MIN_BOX_PX`, when its clipped
+  area is under :data:`WARP_MIN_AREA` of its transformed (enclosing, unclipped) area or when its
+  aspect ratio exceeds :data:`WARP_MAX_ASPECT` (ultralytics ``box_candidates``). Applied after the
+  jitter and resize, before flip and HSV, so each mosaic / CutMix / MixUp part gets its own warp.
+  With both 0 nothing is drawn from the random generator (the other draws stay as they were).
 - **horizontal flip** with probability ``flip`` (darknet ``flip=1``: 50 %).
 - **HSV** (darknet ``[net] hue``, ``saturation``, ``exposure``; ``random_distort_image``):
   ``dhue ~ U(-hue, hue)`` (fraction of the hue circle), ``dsat = rand_scale(saturation)``,
@@ -53,7 +64,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from ..runtime.preprocess import resize_one
+from ..runtime.preprocess import PAD_VALUE_U8, resize_one
 
 #: boxes narrower or lower than this many input pixels after augmentation are dropped
 #: (darknet ``fill_truth_detection``: ``w < lowest_w = 1.0 / net_w``)
@@ -69,6 +80,11 @@ CUTMIX_MIN_VISIBLE = 0.5
 MIXUP_WEIGHT = 0.5
 #: background blur kernel (darknet ``image_data_augmentation``: ``blur == 1`` -> ``cv::Size(17, 17)``)
 BACKGROUND_BLUR_KSIZE = 17
+#: rotation/shear keeps a box when its clipped area is at least this fraction of its transformed
+#: (enclosing, unclipped) area (ultralytics ``box_candidates`` ``area_thr=0.1``)
+WARP_MIN_AREA = 0.1
+#: ... and its aspect ratio ``max(w / h, h / w)`` is under this (ultralytics ``box_candidates`` ``ar_thr=20``)
+WARP_MAX_ASPECT = 20.0
 #: mixing modes drawn by :func:`choose_mix`
 MIX_MODES = ("none", "mosaic", "cutmix", "mixup")
 
@@ -88,6 +104,8 @@ class AugmentConfig:
             darknet's ``mixup=4`` alternation).
         mixup: probability of MixUp (``[net] mixup=1`` without mosaic/cutmix -> 0.5).
         blur: ``[net] blur`` (int, 0 = off): see the module docstring.
+        angle: ``[net] angle``, max rotation in degrees (``U(-angle, angle)``; 0 = off).
+        shear: ``[net] shear`` (yolo4 extension), max shear in degrees, x and y (0 = off).
 
     ``mosaic + cutmix + mixup`` must be at most 1 (the rest is the plain-sample probability).
     """
@@ -101,6 +119,8 @@ class AugmentConfig:
     cutmix: float = 0.0
     mixup: float = 0.0
     blur: int = 0
+    angle: float = 0.0
+    shear: float = 0.0
 
     @classmethod
     def from_cfg(cls, net: Dict[str, Any], jitter: Optional[float] = None) -> "AugmentConfig":
@@ -111,6 +131,8 @@ class AugmentConfig:
         3 = mosaic, 4 = mosaic or CutMix (``load_data_augment``: ``rand_int(2, 3)``). Whichever it is
         applies to half the samples (``load_data_detection``). ``flip`` defaults to 1, ``blur`` to 0.
         A cfg without these keys (yolov4-tiny) gives no mixing and no blur; ``yolov4.cfg`` has ``mosaic=1``.
+        ``angle`` and ``shear`` (degrees, default 0 = off) are read as floats; a negative value is
+        taken as its absolute value (the draw is symmetric, ``U(-a, a)``, so the sign carries nothing).
         """
         def f(key, default):
             try:
@@ -130,7 +152,13 @@ class AugmentConfig:
             code, (0.0, 0.0, 0.0))
         return cls(flip=flip, hue=f("hue", 0.0), saturation=f("saturation", 1.0),
                    exposure=f("exposure", 1.0), jitter=float(jitter or 0.0),
-                   mosaic=p[0], cutmix=p[1], mixup=p[2], blur=max(int(f("blur", 0)), 0))
+                   mosaic=p[0], cutmix=p[1], mixup=p[2], blur=max(int(f("blur", 0)), 0),
+                   angle=abs(f("angle", 0.0)), shear=abs(f("shear", 0.0)))
+
+    @property
+    def warping(self) -> bool:
+        """True when rotation or shear is on."""
+        return self.angle > 0 or self.shear > 0
 
     @property
     def mixing(self) -> bool:
@@ -255,12 +283,15 @@ def hflip(img: np.ndarray, boxes: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(img[:, ::-1]), b
 
 
-def _geometry(img: np.ndarray, boxes: np.ndarray, input_hw: Tuple[int, int], letter_box: bool,
-              aug: Optional[AugmentConfig], rng: Optional[np.random.Generator],
-              tile: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(jitter) -> shared resize -> (flip, HSV); boxes and the content rectangle not clipped yet.
+def _geometry(img: np.ndarray, boxes: np.ndarray, classes: np.ndarray, input_hw: Tuple[int, int],
+              letter_box: bool, aug: Optional[AugmentConfig], rng: Optional[np.random.Generator],
+              tile: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(jitter) -> shared resize -> (rotation/shear) -> (flip, HSV).
 
-    Random draws, in order: jitter offsets, flip, [mosaic tile: corner move], hue/saturation/exposure.
+    Returns ``(image, boxes, classes, content)``; boxes and the content rectangle are not clipped
+    yet, except after a rotation/shear (clipped to the image, :func:`warp_sample`'s rule applied).
+    Random draws, in order: jitter offsets, flip, [mosaic tile: corner move], [angle, shear x,
+    shear y: only those that are on], hue/saturation/exposure.
     """
     offsets = None
     if aug is not None and aug.jitter > 0:
@@ -273,11 +304,149 @@ def _geometry(img: np.ndarray, boxes: np.ndarray, input_hw: Tuple[int, int], let
     b = np.concatenate([boxes, content[None]], 0)
     b[:, [0, 2]] = b[:, [0, 2]] * t.scale_x + t.pad_x
     b[:, [1, 3]] = b[:, [1, 3]] * t.scale_y + t.pad_y
+    if aug is not None and aug.warping:
+        out, kb, classes, content = random_warp(out, b[:-1], classes, aug, rng, content=b[-1])
+        b = np.concatenate([kb, content[None]], 0)
     if flip:
         out, b = hflip(out, b)
     if aug is not None and (aug.hue > 0 or aug.saturation > 1 or aug.exposure > 1):
         out = random_hsv(out, aug, rng)
-    return out, b[:-1], b[-1]
+    return out, b[:-1], classes, b[-1]
+
+
+# ---- rotation / shear --------------------------------------------------------------------------
+
+def affine_matrix(size_hw: Tuple[int, int], angle_deg: float = 0.0, shear_x_deg: float = 0.0,
+                  shear_y_deg: float = 0.0) -> np.ndarray:
+    """The rotation + shear about the image centre, ultralytics ``random_perspective``'s ``T @ S @ R @ C``.
+
+    Args:
+        size_hw: ``(height, width)`` of the image (the centre is ``(width / 2, height / 2)``).
+        angle_deg: rotation in degrees, counter-clockwise as displayed (``cv2.getRotationMatrix2D``).
+        shear_x_deg, shear_y_deg: shear angles in degrees (``x += tan(shear_x) * y``,
+            ``y += tan(shear_y) * x``, about the centre).
+
+    Returns:
+        ``[2, 3] float64`` affine matrix in box coordinates (pixel edges: pixel ``i`` spans
+        ``[i, i + 1)``, as the ``x1, y1, x2, y2`` boxes); :func:`warp_sample` shifts it by half a
+        pixel for ``cv2.warpAffine``, which works on pixel centres.
+    """
+    h, w = float(size_hw[0]), float(size_hw[1])
+    c = np.array([[1, 0, -w / 2], [0, 1, -h / 2], [0, 0, 1]], np.float64)
+    r = np.eye(3)
+    r[:2] = cv2.getRotationMatrix2D(angle=float(angle_deg), center=(0, 0), scale=1.0)
+    s = np.eye(3)
+    s[0, 1] = np.tan(np.deg2rad(float(shear_x_deg)))
+    s[1, 0] = np.tan(np.deg2rad(float(shear_y_deg)))
+    t = np.array([[1, 0, w / 2], [0, 1, h / 2], [0, 0, 1]], np.float64)
+    return (t @ s @ r @ c)[:2]
+
+
+def _transform_boxes(boxes: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """``[M, 4]`` boxes -> the ``[M, 4] float32`` boxes enclosing their 4 corners mapped by ``m`` (2x3)."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    xs = b[:, [0, 2, 2, 0]]
+    ys = b[:, [1, 1, 3, 3]]
+    nx = m[0, 0] * xs + m[0, 1] * ys + m[0, 2]
+    ny = m[1, 0] * xs + m[1, 1] * ys + m[1, 2]
+    return np.stack([nx.min(1), ny.min(1), nx.max(1), ny.max(1)], 1).astype(np.float32)
+
+
+def _clip(boxes: np.ndarray, w: int, h: int) -> np.ndarray:
+    b = np.asarray(boxes, np.float32).reshape(-1, 4).copy()
+    b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, w)
+    b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, h)
+    return b
+
+
+def box_candidates(before: np.ndarray, after: np.ndarray, min_side: float = MIN_BOX_PX,
+                   area_thr: float = WARP_MIN_AREA, ar_thr: float = WARP_MAX_ASPECT) -> np.ndarray:
+    """Which warped boxes to keep (ultralytics ``utils/augmentations.py`` ``box_candidates``).
+
+    Args:
+        before: ``[M, 4]`` the transformed boxes before clipping; after: the same clipped to the image.
+        min_side: both sides of ``after`` at least this (:data:`MIN_BOX_PX`; ultralytics ``wh_thr=2``).
+        area_thr: ``after`` area at least this fraction of ``before``'s.
+        ar_thr: ``max(w / h, h / w)`` of ``after`` under this.
+
+    Returns:
+        ``[M] bool``.
+    """
+    eps = 1e-9
+    w1, h1 = before[:, 2] - before[:, 0], before[:, 3] - before[:, 1]
+    w2, h2 = after[:, 2] - after[:, 0], after[:, 3] - after[:, 1]
+    ar = np.maximum(w2 / (h2 + eps), h2 / (w2 + eps))
+    return (w2 >= min_side) & (h2 >= min_side) & (w2 * h2 >= area_thr * (w1 * h1 + eps)) & (ar < ar_thr)
+
+
+def _apply_affine(img: np.ndarray, boxes: np.ndarray, classes: np.ndarray, m: np.ndarray,
+                  pad: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Warp ``img`` by the box-coordinate matrix ``m`` (same size) and transform/clip/filter the boxes."""
+    h, w = img.shape[:2]
+    # box coordinates are pixel edges, cv2's are pixel centres: p_cv' = m (p_cv + 0.5) - 0.5
+    m_cv = m.copy()
+    m_cv[:, 2] += 0.5 * (m[:, 0] + m[:, 1]) - 0.5
+    out = cv2.warpAffine(img, m_cv, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                         borderValue=(int(pad),) * 3)
+    before = _transform_boxes(boxes, m)
+    after = _clip(before, w, h)
+    keep = box_candidates(before, after)
+    return out, after[keep], np.asarray(classes, np.int64).reshape(-1)[keep]
+
+
+def warp_sample(img: np.ndarray, boxes: np.ndarray, classes: np.ndarray, angle_deg: float = 0.0,
+                shear_x_deg: float = 0.0, shear_y_deg: float = 0.0,
+                pad: int = PAD_VALUE_U8) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rotate and shear one sample about its centre (:func:`affine_matrix`), keeping its size.
+
+    Args:
+        img: ``HxWx3 uint8``; boxes: ``[M, 4]`` x1,y1,x2,y2 pixels of ``img``; classes: ``[M]``.
+        angle_deg, shear_x_deg, shear_y_deg: as :func:`affine_matrix`.
+        pad: border grey level (default the letterbox :data:`~yolo4.runtime.preprocess.PAD_VALUE_U8`).
+
+    Returns:
+        ``(image HxWx3 uint8, boxes [M', 4] float32, classes [M'] int64)``: ``cv2.warpAffine``
+        (bilinear, constant border ``pad``); each box is the enclosing box of its 4 transformed
+        corners clipped to the image, kept by :func:`box_candidates` (ultralytics' rule).
+    """
+    m = affine_matrix(img.shape[:2], angle_deg, shear_x_deg, shear_y_deg)
+    return _apply_affine(img, np.asarray(boxes, np.float32).reshape(-1, 4), classes, m, pad)
+
+
+def _warp_draws(aug: AugmentConfig, rng: np.random.Generator) -> Tuple[float, float, float]:
+    """``(angle, shear_x, shear_y)`` degrees: ``U(-a, a)`` each, drawn only for the ones that are on."""
+    angle = float(rng.uniform(-aug.angle, aug.angle)) if aug.angle > 0 else 0.0
+    if aug.shear > 0:
+        shx, shy = (float(v) for v in rng.uniform(-aug.shear, aug.shear, size=2))
+    else:
+        shx = shy = 0.0
+    return angle, shx, shy
+
+
+def random_warp(img: np.ndarray, boxes: np.ndarray, classes: np.ndarray, aug: AugmentConfig,
+                rng: np.random.Generator, content: Optional[Sequence[float]] = None,
+                pad: int = PAD_VALUE_U8) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`warp_sample` with ``U(-aug.angle, aug.angle)`` and ``U(-aug.shear, aug.shear)`` in x and y
+    drawn from ``rng`` (the sample's own generator).
+
+    Args:
+        img, boxes, classes: as :func:`warp_sample`; aug: its ``angle`` and ``shear`` are used.
+        content: x1,y1,x2,y2 of the image content (not padding; a mosaic tile's), default the whole image.
+
+    Returns:
+        ``(image, boxes [M', 4] float32, classes [M'] int64, content [4] float32)``: ``content`` is the
+        box enclosing the warped content, clipped to the image. When ``angle`` and ``shear`` are both
+        0 the inputs come back unchanged and nothing is drawn from ``rng``.
+    """
+    h, w = img.shape[:2]
+    content = np.asarray([0, 0, w, h] if content is None else content, np.float32).reshape(4)
+    if not aug.warping:
+        return (img, np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(classes, np.int64).reshape(-1),
+                content)
+    angle, shx, shy = _warp_draws(aug, rng)
+    out, b, c = warp_sample(img, boxes, classes, angle, shx, shy, pad)
+    moved = _clip(_transform_boxes(content[None], affine_matrix((h, w), angle, shx, shy)), w, h)[0]
+    return out, b, c, moved
 
 
 def clip_boxes(boxes: np.ndarray, classes: np.ndarray,
@@ -297,7 +466,8 @@ def clip_boxes(boxes: np.ndarray, classes: np.ndarray,
 def prepare_sample(img: np.ndarray, boxes: np.ndarray, classes: np.ndarray, input_hw: Tuple[int, int],
                    letter_box: bool, aug: Optional[AugmentConfig] = None,
                    rng: Optional[np.random.Generator] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One training sample: (jitter) -> shared resize -> (flip, HSV) -> clip and drop tiny boxes -> (blur).
+    """One training sample: (jitter) -> shared resize -> (rotation/shear) -> (flip, HSV) -> clip and drop
+    tiny boxes -> (blur).
 
     Args:
         img: original ``HxWx3 uint8`` BGR image.
@@ -314,7 +484,7 @@ def prepare_sample(img: np.ndarray, boxes: np.ndarray, classes: np.ndarray, inpu
     """
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     classes = np.asarray(classes, np.int64).reshape(-1)
-    out, b, _ = _geometry(img, boxes, input_hw, letter_box, aug, rng)
+    out, b, classes, _ = _geometry(img, boxes, classes, input_hw, letter_box, aug, rng)
     H, W = out.shape[:2]
     b, classes = clip_boxes(b, classes, (0, 0, W, H))
     if aug is not None and aug.blur > 0:
@@ -402,7 +572,7 @@ MosaicTile = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 def mosaic_tile(img: np.ndarray, boxes: np.ndarray, classes: np.ndarray, input_hw: Tuple[int, int],
                 letter_box: bool, aug: AugmentConfig, rng: np.random.Generator, tile: int) -> MosaicTile:
-    """One of the 4 mosaic images at the network size (jitter, corner move, resize, flip, HSV).
+    """One of the 4 mosaic images at the network size (jitter, corner move, resize, rotation/shear, flip, HSV).
 
     Args:
         img, boxes, classes: as :func:`prepare_sample`; tile: 0..3 = top-left, top-right,
@@ -413,8 +583,9 @@ def mosaic_tile(img: np.ndarray, boxes: np.ndarray, classes: np.ndarray, input_h
         content [4] float32)``: ``content`` is x1,y1,x2,y2 of the image content (not padding).
     """
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-    out, b, content = _geometry(img, boxes, input_hw, letter_box, aug, rng, tile=tile)
-    return out, b, np.asarray(classes, np.int64).reshape(-1), content
+    classes = np.asarray(classes, np.int64).reshape(-1)
+    out, b, c, content = _geometry(img, boxes, classes, input_hw, letter_box, aug, rng, tile=tile)
+    return out, b, c, content
 
 
 def mosaic(tiles: Sequence[MosaicTile], centre: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -5,7 +5,8 @@ reads with ``option_find*`` (training keys included): ``parse_net_options`` for 
 ``parse_convolutional``, ``parse_route``, ``parse_shortcut``, ``parse_maxpool``, ``parse_upsample``,
 ``parse_yolo``, ``parse_dropout``, ``parse_sam``, ``parse_scale_channels``, ``parse_avgpool``,
 ``parse_local_avgpool``, ``parse_reorg`` (``[reorg3d]``), ``parse_contrastive``, plus the keys ``parse_network_cfg_custom`` reads for every layer
-(:data:`COMMON_LAYER_KEYS`). Darknet prints ``Unused field: 'key = value'`` (``option_unused``) for
+(:data:`COMMON_LAYER_KEYS`), plus the few yolo4 extension keys its trainer reads (``[net] shear``,
+marked in the table). Darknet prints ``Unused field: 'key = value'`` (``option_unused``) for
 any other key of a layer section; here it is a :class:`yolo4.errors.CfgWarning` naming the file and
 line, with the closest known key suggested (``fliters`` -> ``filters``).
 """
@@ -50,6 +51,8 @@ _NET = (  # parse_net_options (+ show_receptive_field, read from the [net] optio
     "unsupervised", "label_smooth_eps", "resize_step", "attention", "adversarial_lr", "max_chart_loss",
     "angle", "aspect", "saturation", "exposure", "hue", "power", "policy", "burn_in", "step", "scale",
     "steps", "scales", "seq_scales", "gamma", "show_receptive_field",
+    # yolo4 extensions (darknet does not read them; yolo4's trainer does):
+    "shear",  # random shear in degrees (ultralytics' name), yolo4.trainer.augment
 )
 _CONV = (  # parse_convolutional
     "filters", "groups", "size", "stride_x", "stride_y", "stride", "dilation", "antialiasing", "pad",
