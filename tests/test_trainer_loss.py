@@ -382,6 +382,36 @@ def test_ignore_needs_a_class_probability_above_quarter():
     assert _obj_grad(spec, raw, targets) == pytest.approx(0.5, abs=1e-6)
 
 
+def test_objectness_smooth_pulls_overlapping_predictions_to_their_iou():
+    """darknet process_batch with objectness_smooth=1: a prediction with best_match_iou > ignore_thresh
+    gets ``delta = obj_normalizer * (iou - p)`` (target iou, not ignored); a positive there keeps that
+    target instead of 1; below the threshold, negatives 0 and positives 1 as without it."""
+    spec, raw, targets = _overlap_setup(0.0)
+    smooth = dataclasses.replace(spec, objectness_smooth=1)
+    raw[0, 2, 2, 2] = math.log(30 / 23)                  # slot 0: 30x58, IoU 30/37 with the truth
+    iou = 30 / 37
+    assert _obj_grad(spec, raw, targets) == 0.0          # ignored without smoothing
+    assert _obj_grad(smooth, raw, targets) == pytest.approx(0.5 - iou, abs=1e-5)
+    # under the threshold (ignore_thresh .85) a plain negative either way: target 0
+    assert _obj_grad(dataclasses.replace(smooth, ignore_thresh=0.85), raw, targets) == pytest.approx(0.5, abs=1e-6)
+    # the positive (slot 1, anchor 37x58) made 30x58 too: target iou with smoothing, 1 without, and
+    # 1 again when its IoU is under the threshold
+    raw[0, 6 + 2, 2, 2] = math.log(30 / 37)
+
+    def pos_grad(sp):
+        r = raw.clone().requires_grad_(True)
+        YoloLoss([sp])([r], targets)[0].backward()
+        return r.grad[0, 6 + 4, 2, 2].item()
+
+    assert pos_grad(smooth) == pytest.approx(0.5 - iou, abs=1e-5)
+    assert pos_grad(spec) == pytest.approx(0.5 - 1.0, abs=1e-6)
+    assert pos_grad(dataclasses.replace(smooth, ignore_thresh=0.85)) == pytest.approx(0.5 - 1.0, abs=1e-6)
+    # darknet's class condition holds here too: no class p > .25 -> best_match_iou 0 -> plain negative
+    spec2, raw2, targets2 = _overlap_setup(_logit(0.2))
+    raw2[0, 2, 2, 2] = math.log(30 / 23)
+    assert _obj_grad(dataclasses.replace(spec2, objectness_smooth=1), raw2, targets2) == pytest.approx(0.5, abs=1e-6)
+
+
 def test_smooth_class_targets():
     from yolo4.trainer.loss import smooth_class_targets
 
@@ -444,8 +474,8 @@ def test_iou_thresh_adds_positives_in_the_loss():
 def test_unimplemented_yolo_keys_warn():
     from yolo4.errors import Yolo4Warning
 
-    with pytest.warns(Yolo4Warning, match="objectness_smooth, truth_thresh"):
-        YoloLoss(tiny_specs(objectness_smooth=1, truth_thresh=0.9))
+    with pytest.warns(Yolo4Warning, match=r"\[yolo\] focal_loss, truth_thresh: not implemented"):
+        YoloLoss(tiny_specs(objectness_smooth=1, focal_loss=1, truth_thresh=0.9))
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -13,7 +13,11 @@ weights are written as a loss and differentiated by autograd):
   necessarily the truth's) get no objectness loss ("ignore", ``process_batch``: ``best_match_iou >
   l.ignore_thresh`` -> ``delta = 0``). Weight ``obj_normalizer``. (darknet's delta
   ``obj_normalizer * (t - p)`` is exactly the negative gradient of this BCE with respect to the
-  logit.)
+  logit.) With ``objectness_smooth=1`` (yolov4-csp, yolov4x-mish) nothing is ignored: a prediction
+  whose ``best_match_iou`` (the same IoU with the class condition) is ``> ignore_thresh`` gets that
+  IoU as its target instead, and a positive there keeps it instead of 1 (darknet ``process_batch``:
+  ``delta = obj_normalizer * (best_match_iou - p)``, and a positive's ``delta = 1 - p`` only
+  ``if (l.delta[obj_index] == 0)``).
 - **class**: BCE over all classes at each positive slot, target ``y * (1 - eps) + 0.5 * eps`` with
   ``y`` 1 for the truth's class, 0 for the others, ``eps = label_smooth_eps`` (darknet
   ``delta_yolo_class``: positives ``1 - eps/2``, negatives ``eps/2``, whatever the number of
@@ -42,7 +46,7 @@ weights are written as a loss and differentiated by autograd):
   ``max_delta`` clip is not applied (the trainer clips the global gradient norm instead).
 
 Not implemented (a :class:`yolo4.errors.Yolo4Warning` names them when a cfg sets them):
-``objectness_smooth=1``, ``focal_loss=1``, ``truth_thresh < 1``, ``counters_per_class``; the loss
+``focal_loss=1``, ``truth_thresh < 1``, ``counters_per_class``; the loss
 then trains as if they were at darknet's defaults.
 
 Reduction: every term is **summed** over predictions/pairs (darknet sums its deltas) and the total
@@ -68,7 +72,6 @@ IOU_KINDS = ("iou", "giou", "diou", "ciou")
 
 # [yolo] training keys this loss does not implement -> "set to a non-default value"
 _UNSUPPORTED = {
-    "objectness_smooth": lambda s: bool(s.objectness_smooth),
     "focal_loss": lambda s: bool(s.focal_loss),
     "truth_thresh": lambda s: s.truth_thresh < 1.0,
     "counters_per_class": lambda s: "counters_per_class" in s.section.options,
@@ -249,12 +252,12 @@ class YoloLoss:
         """The positives of one layer (:func:`yolo4.trainer.assign.assign_layer`)."""
         return assign_layer(targets, spec, raw.shape[2:4])
 
-    def ignore_mask(self, xy: torch.Tensor, wh: torch.Tensor, spec: YoloSpec, truths: torch.Tensor,
-                    tvalid: torch.Tensor, cls_prob: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``[B,A,H,W]`` bool: darknet's ignored predictions (``process_batch``, ``compare_yolo_class``).
+    def match_iou(self, xy: torch.Tensor, wh: torch.Tensor, truths: torch.Tensor, tvalid: torch.Tensor,
+                  cls_prob: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``[B,A,H,W]`` float: darknet's ``best_match_iou`` of each prediction (``process_batch``).
 
-        A prediction is ignored when its best IoU with a truth of its image is ``> ignore_thresh``
-        and (when ``cls_prob`` is given) some class probability is ``> 0.25``.
+        The best IoU of the predicted box with a truth of its image, or 0 when (``cls_prob`` given)
+        no class probability is ``> 0.25`` (``compare_yolo_class``). No gradient.
 
         Args:
             xy, wh: decoded centres/sizes ``[B,A,H,W,2]`` float (input pixels).
@@ -268,10 +271,20 @@ class YoloLoss:
             iou = bbox_iou(pred, truths[:, None, :, :], "iou")                  # [B, N, T]
             iou = iou.masked_fill(~tvalid[:, None, :], 0.0)
             best = iou.max(dim=2).values if iou.shape[2] else iou.new_zeros(iou.shape[:2])
-            ignore = (best > spec.ignore_thresh).view(xy.shape[:4])
+            best = best.view(xy.shape[:4])
             if cls_prob is not None and cls_prob.shape[-1]:
-                ignore &= (cls_prob > IGNORE_CLASS_THRESH).any(dim=-1)
-            return ignore
+                best = best * (cls_prob > IGNORE_CLASS_THRESH).any(dim=-1).to(best.dtype)
+            return best
+
+    def ignore_mask(self, xy: torch.Tensor, wh: torch.Tensor, spec: YoloSpec, truths: torch.Tensor,
+                    tvalid: torch.Tensor, cls_prob: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``[B,A,H,W]`` bool: darknet's ignored predictions (``process_batch``, ``compare_yolo_class``).
+
+        A prediction is ignored when its best IoU with a truth of its image is ``> ignore_thresh``
+        and (when ``cls_prob`` is given) some class probability is ``> 0.25`` (:meth:`match_iou`).
+        Arguments as :meth:`match_iou`.
+        """
+        return self.match_iou(xy, wh, truths, tvalid, cls_prob) > spec.ignore_thresh
 
     def _layer(self, raw, spec, targets, truths, tvalid):
         xy, wh, traw, obj, cls = decode_layer(raw, spec)
@@ -279,19 +292,28 @@ class YoloLoss:
         probs = bool(spec.new_coords)
         lt = self.layer_targets(raw, spec, targets)
         cls_prob = cls.detach() if probs else torch.sigmoid(cls.detach())
-        ignore = self.ignore_mask(xy, wh, spec, truths, tvalid, cls_prob)
+        match = self.match_iou(xy, wh, truths, tvalid, cls_prob)
+        ignore = match > spec.ignore_thresh
+        smooth = bool(spec.objectness_smooth)
 
-        obj_t = torch.zeros_like(obj)
+        # objectness_smooth=1 (darknet process_batch): a prediction above ignore_thresh is not ignored
+        # but pulled to its best_match_iou, and a positive there keeps that target instead of 1
+        obj_t = torch.where(ignore, match, torch.zeros_like(match)) if smooth else torch.zeros_like(obj)
         zero = obj.new_zeros(())
         if lt.t.numel() == 0:
-            weight = (~ignore).to(obj.dtype)
+            weight = torch.ones_like(obj) if smooth else (~ignore).to(obj.dtype)
             lobj = (_bce(obj, obj_t, probs) * weight).sum() * spec.obj_normalizer
             return zero, lobj, zero, 0
 
         slot = ((lt.b * A + lt.a) * H + lt.gj) * W + lt.gi                  # [P] flat slot ids
         uslots, inv, counts = torch.unique(slot, return_inverse=True, return_counts=True)
-        obj_t.view(-1)[uslots] = 1.0
-        weight = ((~ignore) | (obj_t > 0)).to(obj.dtype)                     # positives never ignored
+        if smooth:
+            obj_t.view(-1)[uslots] = torch.where(ignore.view(-1)[uslots], match.view(-1)[uslots],
+                                                 torch.ones_like(match.view(-1)[uslots]))
+            weight = torch.ones_like(obj)
+        else:
+            obj_t.view(-1)[uslots] = 1.0
+            weight = ((~ignore) | (obj_t > 0)).to(obj.dtype)                 # positives never ignored
         lobj = (_bce(obj, obj_t, probs) * weight).sum() * spec.obj_normalizer
 
         # classes: one multi-hot row per distinct slot
