@@ -412,6 +412,39 @@ def test_objectness_smooth_pulls_overlapping_predictions_to_their_iou():
     assert _obj_grad(dataclasses.replace(spec2, objectness_smooth=1), raw2, targets2) == pytest.approx(0.5, abs=1e-6)
 
 
+def test_focal_loss_class_gradients_are_darknets_deltas():
+    """darknet delta_yolo_class with focal_loss=1: delta_n = (y_n - p_n) * 0.5 * grad(pt),
+    grad(pt) = -(1 - pt)(2 pt ln pt + pt - 1), pt = p of the truth's class (written out from the C
+    source here); the BCE gradient is -delta. Without focal_loss: p_n - y_n."""
+    spec = tiny_specs(num_classes=3)[1]
+    raw = torch.zeros(1, 3 * 8, 4, 4)
+    logits = torch.tensor([_logit(0.3), _logit(0.6), _logit(0.1)])
+    raw[0, 8 + 5:8 + 8, 2, 2] = logits                   # slot 1 (the positive) at cell (2, 2)
+    targets = torch.tensor([[0, 1, 40.0, 40.0, 37.0, 58.0]])
+
+    def cls_grad(sp):
+        r = raw.clone().requires_grad_(True)
+        YoloLoss([sp])([r], targets)[0].backward()
+        return r.grad[0, 8 + 5:8 + 8, 2, 2]
+
+    p = torch.sigmoid(logits)
+    y = torch.tensor([0.0, 1.0, 0.0])
+    pt = float(p[1])
+    factor = 0.5 * -(1 - pt) * (2 * pt * math.log(pt) + pt - 1)
+    assert torch.allclose(cls_grad(spec), p - y, atol=1e-6)
+    focal = cls_grad(dataclasses.replace(spec, focal_loss=1))
+    assert torch.allclose(focal, (p - y) * factor, atol=1e-6)
+    assert 0 < factor < 0.5
+    # label smoothing is not applied in darknet's focal branch
+    smoothed = cls_grad(dataclasses.replace(spec, focal_loss=1, label_smooth_eps=0.2))
+    assert torch.allclose(smoothed, focal, atol=1e-7)
+    # two truths on one slot (classes 1 then 2): the factor comes from the first truth's class; the
+    # second truth's class keeps the plain term (darknet's ``if (delta[...])`` branch sets y - p)
+    hot = torch.tensor([[0.0, 1.0, 1.0]])
+    w = YoloLoss.focal_weights(logits[None], hot, torch.tensor([0, 0]), torch.tensor([1, 2]), probs=False)
+    assert torch.allclose(w, torch.tensor([[factor, factor, 1.0]]), atol=1e-7)
+
+
 def test_smooth_class_targets():
     from yolo4.trainer.loss import smooth_class_targets
 
@@ -474,7 +507,7 @@ def test_iou_thresh_adds_positives_in_the_loss():
 def test_unimplemented_yolo_keys_warn():
     from yolo4.errors import Yolo4Warning
 
-    with pytest.warns(Yolo4Warning, match=r"\[yolo\] focal_loss, truth_thresh: not implemented"):
+    with pytest.warns(Yolo4Warning, match=r"\[yolo\] truth_thresh: not implemented"):
         YoloLoss(tiny_specs(objectness_smooth=1, focal_loss=1, truth_thresh=0.9))
     import warnings
     with warnings.catch_warnings():

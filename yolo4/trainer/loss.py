@@ -25,6 +25,9 @@ weights are written as a loss and differentiated by autograd):
   darknet. Weight ``cls_normalizer``. (Deviation: darknet's ``delta_yolo_class`` multiplies by
   ``cls_normalizer`` only when ``counters_per_class`` is set, so there it is a no-op in every
   official cfg, all of which set 1.0; here it weights the class term as its name says.)
+  ``focal_loss=1``: each class term of a slot times darknet's focal factor
+  (:meth:`YoloLoss.focal_weights`, ``alpha = 0.5``, gamma 2), no label smoothing (darknet's focal
+  branch has none).
 - **box**: ``1 - CIoU`` (``iou_loss=ciou``; also ``diou``, ``giou``, ``iou``) between the decoded
   predicted box (:func:`decode_layer`: the model's decode, ``scale_x_y`` included) and the truth
   (both in 0..1 image units), weight ``iou_normalizer``. DIoU is the paper's ``IoU - d^2/c^2``, the
@@ -46,7 +49,7 @@ weights are written as a loss and differentiated by autograd):
   ``max_delta`` clip is not applied (the trainer clips the global gradient norm instead).
 
 Not implemented (a :class:`yolo4.errors.Yolo4Warning` names them when a cfg sets them):
-``focal_loss=1``, ``truth_thresh < 1``, ``counters_per_class``; the loss
+``truth_thresh < 1``, ``counters_per_class``; the loss
 then trains as if they were at darknet's defaults.
 
 Reduction: every term is **summed** over predictions/pairs (darknet sums its deltas) and the total
@@ -72,7 +75,6 @@ IOU_KINDS = ("iou", "giou", "diou", "ciou")
 
 # [yolo] training keys this loss does not implement -> "set to a non-default value"
 _UNSUPPORTED = {
-    "focal_loss": lambda s: bool(s.focal_loss),
     "truth_thresh": lambda s: s.truth_thresh < 1.0,
     "counters_per_class": lambda s: "counters_per_class" in s.section.options,
 }
@@ -171,6 +173,8 @@ def smooth_class_targets(hot: torch.Tensor, eps: float) -> torch.Tensor:
 #: darknet ``compare_yolo_class``'s ``conf_thresh``: a prediction is only ignored when some class
 #: probability exceeds it (``process_batch`` passes 0.25)
 IGNORE_CLASS_THRESH = 0.25
+#: darknet ``delta_yolo_class``'s focal-loss alpha (``float alpha = 0.5;``)
+FOCAL_ALPHA = 0.5
 
 
 def _bce(x: torch.Tensor, target: torch.Tensor, probs: bool) -> torch.Tensor:
@@ -286,6 +290,36 @@ class YoloLoss:
         """
         return self.match_iou(xy, wh, truths, tvalid, cls_prob) > spec.ignore_thresh
 
+    @staticmethod
+    def focal_weights(cls_flat: torch.Tensor, hot: torch.Tensor, inv: torch.Tensor, classes: torch.Tensor,
+                      probs: bool) -> torch.Tensor:
+        """``[U, C]`` float (no gradient): darknet's ``focal_loss=1`` factor on each class term of each
+        positive slot (``delta_yolo_class``): ``alpha * grad(pt)``, ``alpha`` = :data:`FOCAL_ALPHA`,
+        ``grad(pt) = -(1 - pt) * (2 pt ln pt + pt - 1)`` (gamma 2), ``pt`` the predicted probability
+        of the class of the slot's first truth; a further truth's class on the same slot is 1
+        (darknet's ``delta[...] = y_true - p`` branch). Applied to the BCE terms (whose negative
+        gradient is darknet's ``y - p``).
+
+        Args:
+            cls_flat: ``[U, C]`` class logits (probabilities when ``probs``) of the positive slots.
+            hot: ``[U, C]`` 0/1 targets; inv: ``[P]`` slot of each (truth, anchor) pair; classes:
+                ``[P]`` int64 class of each pair, in truth order.
+        """
+        with torch.no_grad():
+            U = cls_flat.shape[0]
+            p = cls_flat if probs else torch.sigmoid(cls_flat)
+            order = torch.arange(inv.numel(), device=inv.device)
+            first = torch.full((U,), inv.numel(), dtype=torch.int64, device=inv.device)
+            first = first.scatter_reduce(0, inv, order, reduce="amin")
+            first_cls = classes[first]
+            rows = torch.arange(U, device=inv.device)
+            pt = p[rows, first_cls] + 1e-15
+            factor = FOCAL_ALPHA * -(1 - pt) * (2 * pt * torch.log(pt) + pt - 1)
+            w = factor[:, None].expand_as(hot).clone()
+            extra = hot.clone()
+            extra[rows, first_cls] = 0.0
+            return torch.where(extra > 0, torch.ones_like(w), w)
+
     def _layer(self, raw, spec, targets, truths, tvalid):
         xy, wh, traw, obj, cls = decode_layer(raw, spec)
         B, A, H, W = obj.shape
@@ -321,8 +355,12 @@ class YoloLoss:
         cls_flat = cls.reshape(-1, C)[uslots]                               # [U, C]
         cls_t = torch.zeros_like(cls_flat)
         cls_t[inv, targets[lt.t, 1].long()] = 1.0
-        cls_t = smooth_class_targets(cls_t, spec.label_smooth_eps)
-        lcls = _bce(cls_flat, cls_t, probs).sum() * spec.cls_normalizer
+        if spec.focal_loss:
+            lcls = (_bce(cls_flat, cls_t, probs) * self.focal_weights(cls_flat, cls_t, inv, targets[lt.t, 1].long(),
+                                                                       probs)).sum() * spec.cls_normalizer
+        else:
+            cls_t = smooth_class_targets(cls_t, spec.label_smooth_eps)
+            lcls = _bce(cls_flat, cls_t, probs).sum() * spec.cls_normalizer
 
         # boxes: each (truth, anchor) pair, averaged over pairs sharing a slot
         w_pair = 1.0 / counts[inv].to(obj.dtype)
