@@ -900,12 +900,14 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
                                  metrics=metrics)
         if scaler is not None:                        # AMP's loss scale, for --resume
             ck["amp_scaler"] = scaler.state_dict()
-        save_checkpoint(ck, last_path)
-        if improved or best_epoch is None:            # never evaluated yet: best = last
-            ck["optimizer"], ck["train_model"] = None, None
-            save_checkpoint(ck, best_path)
+        # last.pt is the commit point of the epoch: results.csv and best.pt are written first, so a
+        # kill between the writes leaves at most files ahead of last.pt, which --resume redoes
+        # (results.csv rows after last.pt's epoch are dropped, best.pt rewritten if still the best)
         rows.append(row)
         _write_rows(csv_path, rows)
+        if improved or best_epoch is None:            # never evaluated yet: best = last
+            save_checkpoint(dict(ck, optimizer=None, train_model=None), best_path)
+        save_checkpoint(ck, last_path)
         scalars.add(row)
         log(f"epoch {done}/{epochs}  box {mean['box']:.4f}  obj {mean['obj']:.4f}  cls {mean['cls']:.4f}"
             f"  lr {cur_lr:.2e}  mAP50 {_fmt(row['map50'])}  mAP50-95 {_fmt(row['map50_95'])}"
