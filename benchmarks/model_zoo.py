@@ -24,7 +24,6 @@ Prints a markdown table and the totals (built N/total, ran, compared with OpenCV
 """
 
 import argparse
-import math
 import re
 import sys
 import tempfile
@@ -37,45 +36,12 @@ import numpy as np
 import torch
 
 from yolo4.model import Darknet, load_darknet, save_darknet_weights
+from yolo4.model.weights import random_weights
 
 
 def _with_size(text: str, size: int) -> str:
     text = re.sub(r"(?m)^\s*width\s*=.*$", f"width={size}", text, count=1)
     return re.sub(r"(?m)^\s*height\s*=.*$", f"height={size}", text, count=1)
-
-
-@torch.no_grad()
-def random_weights(model: Darknet, x: torch.Tensor, seed: int = 0) -> None:
-    """He-normal convs, BN gamma ~1 / beta ~0, running statistics calibrated on ``x`` (in place)."""
-    g = torch.Generator().manual_seed(seed)
-
-    def calibrate(bn, inputs):
-        t = inputs[0]
-        n = t.shape[1]
-        ms = t.pow(2).mean((0, 2, 3)) + 1e-2
-        bn.running_mean.copy_(0.1 * ms.sqrt() * torch.randn(n, generator=g))
-        bn.running_var.copy_(ms * (0.5 + 1.5 * torch.rand(n, generator=g)))
-
-    hooks = []
-    seen = set()
-    for blk in model.conv_layers:
-        w = blk.conv.weight
-        if id(w) in seen:  # share_index: the parameters of an earlier conv
-            continue
-        seen.add(id(w))
-        n, fan_in = w.shape[0], w[0].numel()
-        if blk.bn is not None:
-            w.copy_(torch.randn(w.shape, generator=g) * math.sqrt(2.0 / fan_in))
-            blk.bn.weight.copy_(1 + 0.2 * torch.randn(n, generator=g))
-            blk.bn.bias.copy_(0.2 * torch.randn(n, generator=g))
-            hooks.append(blk.bn.register_forward_pre_hook(calibrate))
-        else:
-            w.copy_(torch.randn(w.shape, generator=g) * math.sqrt(1.0 / fan_in))
-            blk.conv.bias.copy_(0.1 * torch.randn(n, generator=g))
-    model.eval()
-    model(x, raw=True)
-    for h in hooks:
-        h.remove()
 
 
 def opencv_heads(cfg: Path, weights: Path, blob: np.ndarray) -> List[np.ndarray]:

@@ -7,7 +7,6 @@ OpenCV comparisons set our BN eps to OpenCV's; the remaining difference of the d
 checked separately to be eps-sized.
 """
 
-import math
 import re
 
 import numpy as np
@@ -17,6 +16,7 @@ import torch
 cv2 = pytest.importorskip("cv2")
 
 from yolo4.model import Darknet, load_darknet, save_darknet_weights  # noqa: E402
+from yolo4.model.weights import random_weights  # noqa: E402
 
 COCO_DOG, COCO_TRUCK, COCO_BICYCLE = 16, 7, 1
 
@@ -93,38 +93,6 @@ def test_yolov4_tiny_dog_detections(shared_data):
     assert 430 < truck[0] < 500 and 50 < truck[1] < 120 and 640 < truck[2] < 720 and 140 < truck[3] < 200
 
 
-def _random_weights(model, blob, seed=0):
-    """Random weights with sane scales: He-normal convs; BN gamma ~1, beta ~0; running statistics
-    from the actual activations on ``blob`` (mean ~0.1 rms noise, var = mean square x U(0.5, 2)), so
-    activations neither vanish nor explode and the heads depend on the input."""
-    g = torch.Generator().manual_seed(seed)
-
-    def calibrate(bn, inputs):
-        x = inputs[0]
-        n = x.shape[1]
-        ms = x.pow(2).mean((0, 2, 3)) + 1e-2
-        bn.running_mean.copy_(0.1 * ms.sqrt() * torch.randn(n, generator=g))
-        bn.running_var.copy_(ms * (0.5 + 1.5 * torch.rand(n, generator=g)))
-
-    hooks = []
-    with torch.no_grad():
-        for blk in model.conv_layers:
-            w = blk.conv.weight
-            n, fan_in = w.shape[0], w[0].numel()
-            if blk.bn is not None:
-                w.copy_(torch.randn(w.shape, generator=g) * math.sqrt(2.0 / fan_in))
-                blk.bn.weight.copy_(1 + 0.2 * torch.randn(n, generator=g))
-                blk.bn.bias.copy_(0.2 * torch.randn(n, generator=g))
-                hooks.append(blk.bn.register_forward_pre_hook(calibrate))
-            else:
-                w.copy_(torch.randn(w.shape, generator=g) * math.sqrt(1.0 / fan_in))
-                blk.conv.bias.copy_(0.1 * torch.randn(n, generator=g))
-        model.eval()
-        model(torch.from_numpy(blob), raw=True)
-    for h in hooks:
-        h.remove()
-
-
 @pytest.mark.parametrize("name", [
     "yolov4-tiny-3l",
     "yolov3",
@@ -141,7 +109,7 @@ def test_random_weights_vs_opencv(shared_data, tmp_path, name):
     cfg.write_text(text)
     blob = _blob(shared_data, size)
     gen = Darknet(cfg, init=False)
-    _random_weights(gen, blob)
+    random_weights(gen, torch.from_numpy(blob))
     weights = save_darknet_weights(gen, tmp_path / (name + ".weights"))
     del gen
     feeds, ref = _opencv_heads(cfg, weights, blob)

@@ -133,13 +133,20 @@ def test_cfg_random_turns_it_on_and_resume_keeps_it(shared_data, tmp_path, monke
         train(output_dir=tmp_path / "run", resume=True, multi_scale=False, log=lambda s: None, **QUIET)
 
 
+def tiny_dropblock_cfg(shared_data, folder):
+    """yolov4-tiny.cfg with a ``[dropout] dropblock=1`` (size 3, probability 0.1) before its last head
+    conv (no layer index after it shifts), written to ``folder/tiny-dropblock.cfg``."""
+    text = (shared_data / "darknet/cfg/yolov4-tiny.cfg").read_text()
+    head = text.rindex("[convolutional]")
+    cfg = folder / "tiny-dropblock.cfg"
+    cfg.write_text(text[:head] + "[dropout]\ndropblock=1\ndropblock_size_abs=3\nprobability=0.1\n\n" + text[head:])
+    return cfg
+
+
 def test_dropblock_warms_up_over_the_run(shared_data, tmp_path, monkeypatch):
     """darknet: probability and block size x ``iteration / (0.85 max_batches)``; the run's iterations are
     ``max_batches``. Without the trainer setting it the multiplier stays 1."""
-    text = (shared_data / "darknet/cfg/yolov4-tiny.cfg").read_text()
-    head = text.rindex("[convolutional]")      # a DropBlock before the last head conv (no index shifts)
-    cfg = tmp_path / "tiny-dropblock.cfg"
-    cfg.write_text(text[:head] + "[dropout]\ndropblock=1\ndropblock_size_abs=3\nprobability=0.1\n\n" + text[head:])
+    cfg = tiny_dropblock_cfg(shared_data, tmp_path)
     seen = []
     real = Dropout.forward
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tests.conftest import REPO, run_cli
+from tests.test_trainer_multiscale import tiny_dropblock_cfg
 from yolo4.model.checkpoint import read_checkpoint
 
 pytestmark = [pytest.mark.shared]
@@ -19,14 +20,6 @@ pytestmark = [pytest.mark.shared]
 #: mosaic/CutMix (darknet code 4), blur, random shapes (random=1), SAT, jitter/HSV/flip from the cfg;
 #: CmBN over 2 subdivisions; DropBlock in the cfg; 2 loader workers
 SETS = ["mosaic=1", "cutmix=1", "blur=1", "random=1", "adversarial_lr=0.05"]
-
-
-def _cfg(shared_data, tmp_path):
-    text = (shared_data / "darknet/cfg/yolov4-tiny.cfg").read_text()
-    head = text.rindex("[convolutional]")
-    cfg = tmp_path / "tiny-dropblock.cfg"
-    cfg.write_text(text[:head] + "[dropout]\ndropblock=1\ndropblock_size_abs=3\nprobability=0.1\n\n" + text[head:])
-    return cfg
 
 
 def _args(cfg, weights, out):
@@ -50,7 +43,7 @@ def _tensors(ck, key):
 
 
 def test_sigkill_mid_run_then_resume_equals_the_uninterrupted_run(shared_data, tmp_path):
-    cfg = _cfg(shared_data, tmp_path)
+    cfg = tiny_dropblock_cfg(shared_data, tmp_path)
     weights = shared_data / "weights/yolov4-tiny.weights"
     full = run_cli(*_args(cfg, weights, tmp_path / "full"), timeout=600)
     assert full.returncode == 0, full.stderr[-2000:]

@@ -24,7 +24,7 @@ from yolo4.model.cfg import ConvSpec, LayerSpec, ShortcutSpec
 
 __all__ = ["header_size", "weights_file_size", "read_darknet_weights", "load_weights",
            "save_darknet_weights", "atomic_write_bytes", "conv_arrays", "layer_arrays", "assign_arrays",
-           "darknet_weights_bytes", "layer_num_floats"]
+           "darknet_weights_bytes", "layer_num_floats", "random_weights"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -216,3 +216,53 @@ def save_darknet_weights(module, path: PathLike) -> Path:
     ``(0, 2, 5, 0)``), so load -> save reproduces a file byte for byte. Returns the path.
     """
     return atomic_write_bytes(path, darknet_weights_bytes(module))
+
+
+@torch.no_grad()
+def random_weights(model: torch.nn.Module, x: torch.Tensor, seed: int = 0) -> None:
+    """Random weights with sane scales, in place, for comparing a cfg's graph without trained weights
+    (OpenCV's importer, the model zoo): He-normal conv weights (``std sqrt(2 / fan_in)``; a conv
+    without batch norm ``sqrt(1 / fan_in)`` and bias ``N(0, 0.1)``), BN ``gamma ~ 1 + N(0, 0.2)``,
+    ``beta ~ N(0, 0.2)``, and running statistics calibrated on the activations of ``x`` itself (mean
+    ``0.1 * rms * N(0, 1)``, variance ``mean square * U(0.5, 2)``), so deep models neither vanish nor
+    explode and the heads depend on the input. A conv with ``share_index`` (the parameters of an
+    earlier conv) is left alone. Leaves the model in eval mode.
+
+    Args:
+        model: a :class:`yolo4.model.Darknet` (``conv_layers``, ``model(x, raw=True)``).
+        x: ``[B, 3, H, W]`` float32 input 0..1 (the calibration batch).
+        seed: seeds the draws (``torch.Generator``).
+    """
+    import math
+
+    g = torch.Generator().manual_seed(seed)
+
+    def calibrate(bn, inputs):
+        t = inputs[0]
+        n = t.shape[1]
+        ms = t.pow(2).mean((0, 2, 3)) + 1e-2
+        bn.running_mean.copy_(0.1 * ms.sqrt() * torch.randn(n, generator=g))
+        bn.running_var.copy_(ms * (0.5 + 1.5 * torch.rand(n, generator=g)))
+
+    hooks = []
+    seen = set()
+    for blk in model.conv_layers:
+        w = blk.conv.weight
+        if id(w) in seen:  # share_index: the parameters of an earlier conv
+            continue
+        seen.add(id(w))
+        n, fan_in = w.shape[0], w[0].numel()
+        if blk.bn is not None:
+            w.copy_(torch.randn(w.shape, generator=g) * math.sqrt(2.0 / fan_in))
+            blk.bn.weight.copy_(1 + 0.2 * torch.randn(n, generator=g))
+            blk.bn.bias.copy_(0.2 * torch.randn(n, generator=g))
+            hooks.append(blk.bn.register_forward_pre_hook(calibrate))
+        else:
+            w.copy_(torch.randn(w.shape, generator=g) * math.sqrt(1.0 / fan_in))
+            blk.conv.bias.copy_(0.1 * torch.randn(n, generator=g))
+    model.eval()
+    try:
+        model(x, raw=True)
+    finally:
+        for h in hooks:
+            h.remove()
