@@ -184,6 +184,8 @@ def test_cli_export_int8_errors(tmp_path, shared_data):
                                "--calib-data", "coco128"), "--fp16")
     assert_usage_error(run_cli("export", "--cfg", "yolov4-tiny", "-o", out, "--int8", "--calib-data",
                                "coco128", "--calib-method", "median"), "--calib-method")
+    assert_usage_error(run_cli("export", "--cfg", "yolov4-tiny", "-o", out, "--int8", "--calib-data",
+                               "coco128", "--int8-target", "cpu"), "--int8-target")
     assert_user_error(run_cli("export", "--cfg", "yolov4-tiny", "--weights", "yolov4-tiny", "-o", out,
                               "--img-size", SIZE, "--int8", "--calib-data", tmp_path / "nothing-here"),
                       "nothing-here")
@@ -203,3 +205,18 @@ def test_cli_export_int8_writes_qdq_and_compares(tmp_path, shared_data):
     assert [f.name for f in tmp_path.iterdir()] == [out.name]
     p = run_cli("eval", "--data", "coco128", "--onnx", out, "--batch", 16)
     assert p.returncode == 0 and "mAP@[.5:.95]" in p.stdout, p.stderr
+
+
+@pytest.mark.parametrize("flag", ["--int8-target", "--qdq-layout"])
+def test_cli_export_int8_target_onnxruntime_sets_the_layout(tmp_path, shared_data, flag):
+    """`--int8-target onnxruntime` (old name `--qdq-layout`) writes the U8S8 layout ONNX Runtime fuses."""
+    out = tmp_path / "m-int8-ort.onnx"
+    p = run_cli("export", "--cfg", "yolov4-tiny", "--weights", "yolov4-tiny", "-o", out, "--img-size", SIZE,
+                "--int8", "--calib-data", "coco128", "--calib-images", 4, flag, "onnxruntime")
+    assert p.returncode == 0, p.stderr
+    model = onnx.load(str(out))
+    meta = {m.key: m.value for m in model.metadata_props}
+    assert meta["qdq_layout"] == "onnxruntime"
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    act = [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2]
+    assert act and all(z.dtype == np.uint8 for z in act)  # U8 activations, not the tensorrt target's INT8
