@@ -3,7 +3,7 @@
 ``tensorrt`` and a GPU are absent here. The tests named ``..._host_stand_in`` use a minimal stand-in
 for the two TensorRT base classes (plain Python classes) and a HOST-memory uploader in place of the
 pycuda device copy: they check which batches are handed over in which order, when the buffer is
-allocated and freed, errors and the cache. The GPU path (pycuda.autoinit, mem_alloc, memcpy_htod,
+allocated and freed, errors and the cache. The GPU path (primary context, mem_alloc, memcpy_htod,
 a real TensorRT build) is NOT exercised by these tests.
 """
 

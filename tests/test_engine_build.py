@@ -481,6 +481,72 @@ def test_cli_rtx_refusals(tmp_path):
     assert not (tmp_path / "m.engine").exists()
 
 
+@pytest.mark.tensorrt
+@needs_rtx
+def test_cli_rtx_no_tf32_peak_memory_and_compat_refusals(tmp_path):
+    """A real TensorRT for RTX build with --no-tf32 records it and prints peak host memory and the build
+    time; the two cross-machine options are refused in one line (RTX engines are tied to their release
+    and built ahead of time for --compute-capability targets instead)."""
+    model = _small_onnx(tmp_path / "m.onnx")
+    engine = tmp_path / "m.engine"
+    p = _build(model, "-o", engine, "--no-tf32")
+    meta = read_engine_meta(engine)
+    assert meta.tf32 is False and meta.version_compatible is False and meta.hardware_compatibility == "none"
+    assert "TF32 off" in p.stdout
+    summary = [ln for ln in p.stdout.splitlines() if ln.startswith("summary: ")]
+    assert summary and re.search(r"built in [0-9.:]+( s)?, peak host memory \d+ MiB$", summary[0]), summary
+    assert meta.peak_host_memory_mib > 50  # a process that imported TensorRT for RTX and onnx
+    out = ["-o", tmp_path / "x.engine", "--backend", "tensorrt-rtx"]
+    assert_user_error(run_cli("build-engine", model, *out, "--version-compatible"),
+                      "--version-compatible: TensorRT for RTX 1.", "run only on the TensorRT for RTX release")
+    assert_user_error(run_cli("build-engine", model, *out, "--hardware-compatibility-level", "ampere+"),
+                      "--hardware-compatibility-level: TensorRT for RTX", "--compute-capability")
+    assert not (tmp_path / "x.engine").exists()
+
+
+@pytest.mark.tensorrt
+@needs_rtx
+def test_rtx_really_cannot_build_version_or_hardware_compatible(tmp_path):
+    """Why the refusals above: the real TensorRT for RTX fails a VERSION_COMPATIBLE build (it would
+    embed libnvinfer_lean, which it does not ship) and ignores hardware_compatibility_level."""
+    import tensorrt_rtx as trt
+
+    lines = []
+    api = compat.TrtApi(trt, "tensorrt-rtx")
+    logger = compat.make_logger(api, lines.append)
+
+    def build(configure):
+        builder = trt.Builder(logger)
+        network = compat.create_network(api, builder, True)
+        compat.parse_onnx(api, network, logger, _small_onnx(tmp_path / "m.onnx", batch=1))
+        config = builder.create_builder_config()
+        configure(config)
+        return config, compat.build_serialized(api, builder, network, config)
+
+    config, plan = build(lambda c: c.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE))
+    assert plan is None and any("libnvinfer_lean" in e for e in logger.state.errors), logger.state.errors
+
+    def ampere_plus(c):
+        c.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+
+    config, plan = build(ampere_plus)
+    assert plan is not None and config.hardware_compatibility_level == trt.HardwareCompatibilityLevel.NONE
+    assert any("setHardwareCompatibilityLevel() is unsupported" in ln for ln in lines), lines
+    config, plan = build(lambda c: c.clear_flag(trt.BuilderFlag.TF32))  # --no-tf32 is honoured
+    assert plan is not None and not config.get_flag(trt.BuilderFlag.TF32)
+
+
+@pytest.mark.tensorrt
+@needs_rtx
+def test_rtx_refuses_an_onnx_ending_with_the_diou_plugin(tmp_path):
+    from tests.test_engine_builder_standin import _nms_onnx
+
+    model = _nms_onnx(tmp_path / "p.onnx", "plugin")
+    p = run_cli("build-engine", model, "-o", tmp_path / "p.engine", "--backend", "tensorrt-rtx")
+    assert_user_error(p, "p.onnx", "DIoU-NMS plugin (exported with --nms plugin)", "cannot load",
+                      "--nms none")
+
+
 @pytest.fixture(scope="module")
 def tiny_onnx_path(tiny, tmp_path_factory):
     """The real yolov4-tiny exported once (FP32, dynamic batch, 416x416)."""

@@ -18,6 +18,7 @@ from yolo4.runtime.engine_meta import (
     engine_meta_path,
     parse_compute_capability,
     read_engine_meta,
+    rebuild_command,
     write_engine_meta,
 )
 
@@ -107,6 +108,11 @@ def test_corrupt_sidecar(tmp_path, content, needle):
     ({"dla_core": -1}, "dla_core"),
     ({"layer_precisions": {"int8": "many"}}, "layer_precisions"),
     ({"format_version": 99}, "newer than this yolo4 reads"),
+    ({"tf32": "yes"}, "tf32 must be true or false"),
+    ({"version_compatible": 1}, "version_compatible must be true or false"),
+    ({"hardware_compatibility": "hopper+"}, "hardware_compatibility 'hopper+'"),
+    ({"workspace_mib": 0}, "workspace_mib"),
+    ({"peak_host_memory_mib": "big"}, "peak_host_memory_mib must be a number"),
 ])
 def test_invalid_fields(tmp_path, change, needle):
     engine = tmp_path / "m.engine"
@@ -226,3 +232,87 @@ def test_cuda_device_never_raises():
     dev = cuda_device(0)  # None on a machine without a CUDA driver (CI); the GPU on a lent machine
     assert dev is None or (dev.name and parse_compute_capability(dev.compute_capability))
     assert cuda_device(10_000) is None
+
+
+# -- engines across machines: version- and hardware-compatible engines (issue 16, 3) ----------------
+
+def test_compat_fields_round_trip_and_old_sidecars_default(tmp_path):
+    meta = _read(tmp_path, _meta(tf32=False, version_compatible=True, hardware_compatibility="ampere+",
+                                 workspace_mib=1024, peak_host_memory_mib=2345.6))
+    assert (meta.tf32, meta.version_compatible, meta.hardware_compatibility, meta.workspace_mib,
+            meta.peak_host_memory_mib) == (False, True, "ampere+", 1024, 2345.6)
+    old = _meta().to_dict()
+    for k in ("tf32", "version_compatible", "hardware_compatibility", "workspace_mib", "peak_host_memory_mib"):
+        old.pop(k)
+    engine = tmp_path / "old.engine"
+    engine_meta_path(engine).write_text(json.dumps(old), encoding="utf-8")
+    back = read_engine_meta(engine)  # a sidecar written before these fields existed
+    assert (back.tf32, back.version_compatible, back.hardware_compatibility, back.workspace_mib) == \
+        (True, False, "none", None)
+
+
+def test_version_compatible_engine_runs_on_later_releases(tmp_path):
+    meta = _read(tmp_path, _meta(trt_version="8.6.1.6", version_compatible=True, gpu_name="Orin",
+                                 compute_capability="8.7"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for later in ("8.6.1.6", "8.6.2.3", "10.3.0.30", "10.13.3.9"):
+            check_engine_compat(meta, "tensorrt", later, "8.7", gpu_name="Orin")
+    with pytest.raises(ModelFileError) as e:
+        check_engine_compat(meta, "tensorrt", "8.5.2.2", "8.7", gpu_name="Orin")
+    msg = str(e.value)
+    for needle in ("built with TensorRT 8.6.1 on Orin (compute capability 8.7), version-compatible",
+                   "this is TensorRT 8.5.2", "an older release",
+                   "rebuild it here with `yolo4 build-engine /models/tiny.onnx -o %s" % (tmp_path / "m.engine"),
+                   " --version-compatible "):
+        assert needle in msg, (needle, msg)
+    assert "\n" not in msg
+    plain = _read(tmp_path, _meta(trt_version="8.6.1.6"))
+    with pytest.raises(ModelFileError, match="build it with --version-compatible"):
+        check_engine_compat(plain, "tensorrt", "10.3.0.30", "7.2")
+
+
+def test_hardware_compatible_engine_runs_on_any_ampere_or_later_gpu(tmp_path):
+    meta = _read(tmp_path, _meta(trt_version="10.3.0.30", hardware_compatibility="ampere+",
+                                 gpu_name="NVIDIA A100-SXM4-40GB", compute_capability="8.0", dla_core=None))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # built to move: no "other GPU model" warning either
+        for cc, name in (("8.0", "NVIDIA A30"), ("8.6", "NVIDIA A10"), ("8.9", "NVIDIA L4"), ("9.0", "NVIDIA H100")):
+            check_engine_compat(meta, "tensorrt", "10.3.0.30", cc, gpu_name=name)
+    with pytest.raises(ModelFileError) as e:
+        check_engine_compat(meta, "tensorrt", "10.3.0.30", "7.5", gpu_name="Tesla T4")
+    msg = str(e.value)
+    for needle in ("built with TensorRT 10.3.0 on NVIDIA A100-SXM4-40GB (compute capability 8.0), "
+                   "hardware-compatible for Ampere and later", "this GPU (Tesla T4) is 7.5 with TensorRT 10.3.0",
+                   "--hardware-compatibility-level ampere+"):
+        assert needle in msg, (needle, msg)
+    plain = _read(tmp_path, _meta(trt_version="10.3.0.30", gpu_name="NVIDIA A100-SXM4-40GB", compute_capability="8.0"))
+    with pytest.raises(ModelFileError) as e:
+        check_engine_compat(plain, "tensorrt", "10.3.0.30", "8.6", gpu_name="NVIDIA A10")
+    msg = str(e.value)
+    assert "compute capability 8.0 (NVIDIA A100-SXM4-40GB) with TensorRT 10.3.0" in msg
+    assert "this GPU (NVIDIA A10) is 8.6 with TensorRT 10.3.0" in msg and "ampere+ builds one" in msg
+
+
+def test_same_compute_capability_engine_moves_without_a_warning(tmp_path):
+    meta = _read(tmp_path, _meta(trt_version="10.13.3.9", hardware_compatibility="same-compute-capability",
+                                 gpu_name="NVIDIA A10", compute_capability="8.6"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_engine_compat(meta, "tensorrt", "10.13.3.9", "8.6", gpu_name="NVIDIA GeForce RTX 3090")
+    with pytest.raises(ModelFileError, match="compute capability 8.6"):
+        check_engine_compat(meta, "tensorrt", "10.13.3.9", "8.9", gpu_name="NVIDIA L4")
+
+
+def test_rebuild_command_repeats_the_build_options(tmp_path):
+    meta = _read(tmp_path, _meta(tf32=False, input_shape=[-1, 3, 416, 320]))
+    assert rebuild_command(meta) == (
+        "yolo4 build-engine /models/tiny.onnx -o %s --int8 --calib-data DATA --calib-images 500 --batch 1,4,8 "
+        "--contexts 1 --dla-core 0 --no-tf32 --plugin-lib /opt/libdiounms.so" % (tmp_path / "m.engine"))
+    rtx = _rtx_meta(target_compute_capabilities=["8.6"], num_profiles=2, onnx_path="/m/a b.onnx")
+    assert rebuild_command(rtx, "x.engine") == ("yolo4 build-engine '/m/a b.onnx' -o x.engine --backend tensorrt-rtx "
+                                                "--compute-capability 8.6 --fp16 --batch 1,4,8")
+    vc = _meta(precision="fp32", quantization="none", dla_core=None, plugin_libraries=[], num_profiles=2,
+               version_compatible=True, hardware_compatibility="ampere+", input_shape=[2, 3, 416, 320])
+    assert rebuild_command(vc, "m.engine") == ("yolo4 build-engine /models/tiny.onnx -o m.engine "
+                                               "--version-compatible --hardware-compatibility-level ampere+")

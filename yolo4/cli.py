@@ -596,9 +596,20 @@ def build_engine(
                                         "profile (OPT is also the calibration batch) [default: 1,4,8 for a "
                                         "dynamic-batch ONNX; a fixed-batch ONNX uses its batch]."),
     workspace: Optional[int] = typer.Option(None, min=1, metavar="MIB", help="builder workspace memory "
-                                            "limit in MiB [default: TensorRT's, the GPU's memory]."),
+                                            "limit in MiB [default: TensorRT's, the GPU's memory; 1024 on a "
+                                            "Jetson, whose tactic memory is also capped at half its RAM]."),
     dla_core: Optional[int] = typer.Option(None, min=0, metavar="K", help="Jetson Xavier/Orin: run on this "
-                                           "DLA core (FP16/INT8 only, other layers fall back to the GPU)."),
+                                           "DLA core (FP16/INT8 only, other layers fall back to the GPU; "
+                                           "needs a fixed batch: --batch N)."),
+    tf32: bool = typer.Option(True, "--tf32/--no-tf32", help="let FP32 layers use TF32 on Ampere and later "
+                              "(TensorRT's default); --no-tf32: FP32 means FP32."),
+    version_compatible: bool = typer.Option(False, "--version-compatible", help="TensorRT >= 8.6: the engine "
+                                            "also runs on later TensorRT releases (embeds the lean runtime; "
+                                            "may be slower)."),
+    hardware_compatibility_level: Optional[str] = typer.Option(
+        None, "--hardware-compatibility-level", metavar="LEVEL", help="TensorRT >= 8.6: ampere+ (runs on any "
+        "Ampere or later GPU; build on one, not on a Jetson) or same-compute-capability (later 10.x) "
+        "[default: none, this GPU's architecture only]."),
     timing_cache: Optional[Path] = typer.Option(None, help="TensorRT timing cache file: read when present, "
                                                 "written after the build (speeds up rebuilds)."),
     plugin_lib: Optional[List[Path]] = typer.Option(None, "--plugin-lib", metavar="LIB.so", help="TensorRT "
@@ -625,7 +636,8 @@ def build_engine(
                     calib_images=calib_images, calib_method=calib_method, calib_cache=calib_cache,
                     quantization=quantization, batch=batch, workspace=workspace, dla_core=dla_core,
                     timing_cache=timing_cache, plugin_libs=plugin_lib or (), int8_exclude=int8_exclude or (),
-                    contexts=contexts, verbose=verbose, log=_log)
+                    contexts=contexts, verbose=verbose, log=_log, tf32=tf32,
+                    version_compatible=version_compatible, hardware_compatibility=hardware_compatibility_level)
     typer.echo("engine:   %s" % res.engine_path.resolve())
     typer.echo("metadata: %s" % res.meta_path.resolve())
 

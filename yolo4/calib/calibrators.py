@@ -29,7 +29,9 @@ otherwise build an engine calibrated on part of the images. ``read_calibration_c
 :meth:`CalibrationCache.save` (a failed write is a warning, the engine still builds).
 
 The device copy is a small "uploader" object (:class:`PycudaUploader`: a page-locked host staging
-array and one ``cuda.mem_alloc`` buffer), injectable so the sequencing is testable without a GPU.
+array and one ``cuda.mem_alloc`` buffer in the device's retained primary context, pushed and popped
+around each allocation, copy and free; never ``pycuda.autoinit``), injectable so the sequencing is
+testable without a GPU.
 """
 
 import math
@@ -73,35 +75,66 @@ class PycudaUploader:
     """One device buffer of ``nbytes`` (allocated once) and a page-locked host staging array; each
     :meth:`upload` copies a batch host -> device synchronously and returns the device pointer.
 
-    Imports ``pycuda.autoinit`` (creates and makes current a CUDA context on device 0, the one the
-    TensorRT builder then runs in) and ``pycuda.driver`` on construction.
+    The memory lives in the device's retained *primary* context
+    (:class:`~yolo4.runtime.cuda_context.PrimaryContext`), the one TensorRT's builder runs in, made
+    current only around each allocation, copy and free: ``get_batch`` runs on the builder's thread
+    inside ``build_serialized_network``, where a context made by ``import pycuda.autoinit`` would
+    become current and give TensorRT a pointer from another context ("invalid resource handle").
+
+    Args:
+        nbytes: bytes of one padded batch (``float32``).
+        device: CUDA device ordinal the builder uses (default 0).
+
+    Raises:
+        Yolo4Error: pycuda cannot be imported (what to install).
     """
 
-    def __init__(self, nbytes: int) -> None:
+    def __init__(self, nbytes: int, device: int = 0) -> None:
         try:
-            import pycuda.autoinit  # noqa: F401  (a current CUDA context)
             import pycuda.driver as cuda
         except ImportError as e:
             raise Yolo4Error(f"TensorRT INT8 calibration copies its batches to the GPU with pycuda, which "
                              f"cannot be imported ({e}): pip install 'yolo4[trt]' (or pycuda)") from None
+        from ..runtime.cuda_context import PrimaryContext
 
         self._cuda = cuda
         self.nbytes = int(nbytes)
-        self._host = cuda.pagelocked_empty(self.nbytes // 4, np.float32)
-        self._device = cuda.mem_alloc(self.nbytes)
+        self._host: Any = None
+        self._device: Any = None
+        self._ctx: Optional[PrimaryContext] = PrimaryContext(cuda, device)
+        try:
+            with self._ctx:
+                self._host = cuda.pagelocked_empty(self.nbytes // 4, np.float32)
+                self._device = cuda.mem_alloc(self.nbytes)
+        except BaseException:
+            self.free()
+            raise
 
     def upload(self, batch: np.ndarray) -> int:
+        """Copy ``batch`` (float32, exactly ``nbytes``) to the device buffer; returns its address.
+
+        Raises:
+            ValueError: a batch of another size.
+        """
         if batch.nbytes != self.nbytes:
             raise ValueError(f"batch of {batch.nbytes} bytes for a {self.nbytes}-byte device buffer")
         np.copyto(self._host, batch.reshape(-1), casting="no")
-        self._cuda.memcpy_htod(self._device, self._host)
+        assert self._ctx is not None, "upload after free"
+        with self._ctx:
+            self._cuda.memcpy_htod(self._device, self._host)
         return int(self._device)
 
     def free(self) -> None:
-        if self._device is not None:
-            self._device.free()
-            self._device = None
-        self._host = None
+        """Free the device and page-locked buffers (in their context) and release the context."""
+        if self._ctx is None:
+            return
+        with self._ctx:
+            if self._device is not None:
+                self._device.free()
+                self._device = None
+            self._host = None  # the page-locked allocation is freed with its last reference
+        ctx, self._ctx = self._ctx, None
+        ctx.detach()
 
 
 class CalibrationFeed:

@@ -13,12 +13,19 @@ What it does, in order:
    INT8 engine from a Q/DQ ONNX (:func:`yolo4.calib.qdq.quantize_qdq` writes ``<engine stem>-int8.onnx``);
    implicit INT8 (8.5 - 10.x) uses a TensorRT calibrator (:mod:`yolo4.calib.calibrators`) with a
    calibration cache, the YOLO decode kept in FP32;
-4. builds with an optimization profile for the dynamic batch (default 1, 4, 8), an elapsed-time
-   display (phases from ``IProgressMonitor`` where the release has it), TensorRT's log at WARNING
-   (INFO with ``verbose``);
-5. writes the engine atomically, then its sidecar ``<engine>.json``
+4. registers plugin creators before the ONNX parser is made: TensorRT's own always
+   (``init_libnvinfer_plugins``; the 10.x parser no longer does it), ``--plugin-lib`` libraries, and
+   the DIoU-NMS plugin of ``yolo4 build-plugin`` for an ONNX exported with ``--nms plugin`` (whose
+   layer runs in FP32 in weakly typed FP16/INT8 builds);
+5. builds with an optimization profile for the dynamic batch (default 1, 4, 8; DLA needs a fixed
+   one and reports how many layers can run on it), TF32 as asked (``--no-tf32``), the cross-machine
+   options (``--version-compatible``, ``--hardware-compatibility-level``, TensorRT >= 8.6), memory
+   pools sized for a Jetson, an elapsed-time display (phases from ``IProgressMonitor`` where the
+   release has it), TensorRT's log at WARNING (INFO with ``verbose``);
+6. writes the engine atomically, then its sidecar ``<engine>.json``
    (:mod:`yolo4.runtime.engine_meta`), and reports precision, layers per precision (engine
-   inspector, or the build log's layer table where no GPU can deserialize the plan), size and time.
+   inspector, or the build log's layer table where no GPU can deserialize the plan), size, build
+   time and the process's peak host memory.
 
 Torch-free (the runtime side of a Jetson has no torch); ``tensorrt``, ``onnx`` and the calibration
 modules are imported inside the functions. Python 3.8.
@@ -43,7 +50,7 @@ from ..runtime.engine_meta import AHEAD_OF_TIME, EngineMeta, cuda_device, write_
 from . import trt_compat as compat
 
 __all__ = ["build_engine", "DEFAULT_CONTEXTS", "BuildResult", "OnnxFacts", "read_onnx_facts", "onnx_precision", "parse_batch",
-           "DEFAULT_BATCH", "CALIB_METHODS", "DEFAULT_CALIB_IMAGES"]
+           "DEFAULT_BATCH", "CALIB_METHODS", "DEFAULT_CALIB_IMAGES", "JETSON_WORKSPACE_MIB"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 Log = Callable[[str], Any]
@@ -77,6 +84,7 @@ class OnnxFacts:
         input_shape: ``[B, C, H, W]``, -1 for a symbolic dimension.
         output_names: graph outputs.
         metadata: all ``metadata_props`` as ``{key: value}``.
+        plugin_nodes: names of the graph's ``DIoUNMS_TRT`` nodes (``yolo4 export --nms plugin``).
     """
 
     path: Path
@@ -86,6 +94,26 @@ class OnnxFacts:
     input_shape: List[int]
     output_names: List[str]
     metadata: Dict[str, str] = field(default_factory=dict)
+    plugin_nodes: List[str] = field(default_factory=list)
+
+    @property
+    def needs_diou_plugin(self) -> bool:
+        """The graph ends with the DIoU-NMS plugin (a ``DIoUNMS_TRT`` node, metadata ``nms=plugin``)."""
+        return bool(self.plugin_nodes) or self.metadata.get("nms") == "plugin"
+
+    def model_metadata(self) -> Dict[str, str]:
+        """What the engine's sidecar records of the model: :meth:`ModelInfo.to_metadata` plus the
+        NMS in the graph (``nms``, ``nms_params``), which the runtime reads to load the plugin and
+        to know the outputs."""
+        out = dict(self.info.to_metadata())
+        for key in _NMS_KEYS:
+            if key in self.metadata:
+                out[key] = self.metadata[key]
+        return out
+
+
+#: the NMS keys of an NMS-ended ONNX's metadata (:data:`yolo4.runtime.backends.base.NMS_METADATA_KEYS`)
+_NMS_KEYS = ("nms", "nms_params")
 
 
 def _import_onnx() -> Any:
@@ -142,8 +170,11 @@ def read_onnx_facts(path: PathLike) -> OnnxFacts:
     shape = [int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in dims]
     if len(shape) != 4:
         raise ModelFileError(f"expected a 4-D input [B,3,H,W], found {len(shape)} dimensions", p)
+    from ..runtime.nms_params import PLUGIN_OP
+
+    plugin_nodes = [n.name or "%s_%d" % (n.op_type, i) for i, n in enumerate(model.graph.node) if n.op_type == PLUGIN_OP]
     return OnnxFacts(p, info, onnx_precision(model), inputs[0].name, shape,
-                     [o.name for o in model.graph.output], meta)
+                     [o.name for o in model.graph.output], meta, plugin_nodes)
 
 
 def parse_batch(text: Union[str, Sequence[int], None]) -> Optional[Tuple[int, int, int]]:
@@ -325,7 +356,8 @@ def build_engine(onnx_path: PathLike, output: PathLike, fp16: bool = False, int8
                  workspace: Optional[int] = None, dla_core: Optional[int] = None,
                  timing_cache: Optional[PathLike] = None, plugin_libs: Sequence[PathLike] = (),
                  int8_exclude: Sequence[str] = (), contexts: int = DEFAULT_CONTEXTS, verbose: bool = False,
-                 log: Optional[Log] = print, progress_stream: Any = None) -> BuildResult:
+                 log: Optional[Log] = print, progress_stream: Any = None, tf32: bool = True,
+                 version_compatible: bool = False, hardware_compatibility: Optional[str] = None) -> BuildResult:
     """Build a TensorRT engine from a yolo4 ONNX and write it with its metadata sidecar.
 
     Args:
@@ -348,8 +380,12 @@ def build_engine(onnx_path: PathLike, output: PathLike, fp16: bool = False, int8
             ``auto`` (implicit below 11, explicit on 11.x and TensorRT for RTX).
         batch: ``"MIN,OPT,MAX"`` or a 3-sequence: the dynamic batch's profile (default
             :data:`DEFAULT_BATCH`); a fixed-batch ONNX uses its batch.
-        workspace: builder workspace limit in MiB; None = TensorRT's default (the GPU's memory).
-        dla_core: Jetson DLA core to run on (FP16/INT8 only; GPU fallback on).
+        workspace: builder workspace limit in MiB; None = TensorRT's default (the GPU's memory), except
+            on a Jetson (integrated GPU: host and device memory are one), where it is
+            :data:`JETSON_WORKSPACE_MIB` and the tactic memory pool (``TACTIC_DRAM``, 8.6+) half the
+            memory, so an 8 GB Jetson builds yolov4-416 INT8 without the kernel's OOM killer.
+        dla_core: Jetson DLA core to run on (FP16/INT8 only; GPU fallback on). DLA runs a fixed batch
+            only (TensorRT: min = opt = max), so a dynamic-batch profile is refused: give ``--batch N``.
         timing_cache: TensorRT timing cache file, loaded when present and saved after the build.
         plugin_libs: plugin libraries to load before parsing (not TensorRT for RTX).
         int8_exclude: INT8 only: layers to keep in float, darknet layer indices (``"12"``,
@@ -361,6 +397,12 @@ def build_engine(onnx_path: PathLike, output: PathLike, fp16: bool = False, int8
         verbose: show TensorRT's log at INFO (default: warnings and errors only).
         log: one-line progress messages (None = silent).
         progress_stream: where the elapsed-time line goes (default stderr).
+        tf32: leave ``BuilderFlag.TF32`` on (TensorRT's default); False = FP32 layers run in true FP32
+            on Ampere and later (``--no-tf32``).
+        version_compatible: ``BuilderFlag.VERSION_COMPATIBLE`` (TensorRT >= 8.6): the engine runs on
+            this release and later ones (lean runtime embedded; the runtime allows host code).
+        hardware_compatibility: ``ampere+`` (any Ampere or later GPU; build on one, not a Jetson),
+            ``same-compute-capability`` (later 10.x) or None/``none`` (TensorRT >= 8.6).
 
     Returns:
         :class:`BuildResult`.
@@ -380,13 +422,19 @@ def build_engine(onnx_path: PathLike, output: PathLike, fp16: bool = False, int8
     if int(contexts) < 1:
         raise Yolo4Error(f"contexts must be >= 1, got {contexts}")
     batch_range = parse_batch(batch)
+    hw_level = compat.hardware_level(hardware_compatibility)
     facts = read_onnx_facts(onnx_p)
     compat.check_precision_request(facts.precision, fp16, int8, quantization, method)
     shapes = _profile_shapes(facts, batch_range)
 
     api = compat.load_tensorrt(backend, log=say)
     f = api.features
-    targets = compat.check_build_options(api, compute_capability, dla_core, plugin_libs)
+    targets = compat.check_build_options(api, compute_capability, dla_core, plugin_libs, version_compatible,
+                                         hw_level)
+    _check_dla_batch(dla_core, shapes)
+    device = None if f.rtx else cuda_device(0)
+    _check_hardware_target(hw_level, device)
+    libs = [os.fspath(p) for p in plugin_libs] + _diou_plugin_library(facts, plugin_libs, f, say)
 
     plan = compat.plan_precision(f, facts.precision, fp16=fp16, int8=int8, quantization=quantization,
                                  calib_method=method)
@@ -433,7 +481,7 @@ def build_engine(onnx_path: PathLike, output: PathLike, fp16: bool = False, int8
                                 silenced=lambda: progress.cancelled)
     trt = api.trt
     builder = trt.Builder(logger)
-    plugins = compat.load_plugin_libraries(api, logger, [os.fspath(p) for p in plugin_libs])
+    plugins = compat.load_plugin_libraries(api, logger, libs)  # also TensorRT's own, before the parser
     network = compat.create_network(api, builder, plan.strongly_typed)
     say(f"parsing {built_onnx} ({f.name})")
     parser = compat.parse_onnx(api, network, logger, built_onnx)
@@ -463,10 +511,17 @@ def build_engine(onnx_path: PathLike, output: PathLike, fp16: bool = False, int8
     compat.apply_precision(api, builder, config, plan)
     if targets:
         compat.set_compute_capabilities(api, config, targets)
-    if workspace is not None:
-        compat.set_workspace(api, config, workspace)
+    workspace_mib = _memory_limits(api, config, workspace, device, say)
+    compat.set_tf32(api, config, tf32)
+    if version_compatible:
+        compat.set_version_compatible(api, config)
+    compat.set_hardware_compatibility(api, config, hw_level)
     if dla_core is not None:
         compat.set_dla(api, builder, config, dla_core, plan.precision)
+        on_dla, on_gpu = compat.dla_layer_counts(api, network, config)
+        say(f"DLA core {dla_core}: {on_dla} of {on_dla + on_gpu} network layers can run on the DLA, {on_gpu} "
+            "fall back to the GPU" + ("" if on_dla else " (nothing runs on the DLA)"))
+    _pin_plugin_float(api, network, config, facts, plan, say)
     use_timing_cache = timing_cache is not None and compat.load_timing_cache(api, config, timing_cache, say)
 
     calibrator = None
@@ -478,7 +533,8 @@ def build_engine(onnx_path: PathLike, output: PathLike, fp16: bool = False, int8
     monitor = compat.make_progress_monitor(api, progress.on_phase, lambda: progress.cancelled)
     compat.attach_progress_monitor(api, config, monitor)
 
-    say(_describe_build(f, plan, shapes, input_shape, targets, dla_core))
+    say(_describe_build(f, plan, shapes, input_shape, targets, dla_core, tf32, version_compatible, hw_level,
+                        workspace_mib))
     t0 = time.time()
     progress.start()
     restore = _catch_sigint(progress) if monitor is not None else None
@@ -491,6 +547,7 @@ def build_engine(onnx_path: PathLike, output: PathLike, fp16: bool = False, int8
         if calibrator is not None:
             calibrator.free()
     build_time = time.time() - t0
+    peak_mib = _peak_host_memory_mib()
     if progress.cancelled:
         raise KeyboardInterrupt
     if calibrator is not None:
@@ -517,10 +574,9 @@ def build_engine(onnx_path: PathLike, output: PathLike, fp16: bool = False, int8
     if f.rtx:
         gpu_name, cc = AHEAD_OF_TIME, AHEAD_OF_TIME
     else:
-        dev = cuda_device(0)
-        gpu_name, cc = (dev.name, dev.compute_capability) if dev is not None else ("", "")
+        gpu_name, cc = (device.name, device.compute_capability) if device is not None else ("", "")
     meta = EngineMeta(
-        model=facts.info.to_metadata(), input_name=input_name, input_shape=input_shape,
+        model=facts.model_metadata(), input_name=input_name, input_shape=input_shape,
         profile={k: list(v) for k, v in shapes.items()}, output_names=output_names,
         precision=plan.precision, quantization=plan.quantization, trt_flavour=api.flavour,
         trt_version=api.version, gpu_name=gpu_name, compute_capability=cc, target_compute_capabilities=targets,
@@ -531,13 +587,140 @@ def build_engine(onnx_path: PathLike, output: PathLike, fp16: bool = False, int8
         calib_images=len(calib_set.paths) if calib_set is not None else 0,
         dla_core=dla_core, plugin_libraries=plugins, layer_precisions=layers, num_profiles=num_profiles,
         build_time_s=round(build_time, 3), built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        yolo4_version=__version__)
+        yolo4_version=__version__, tf32=bool(tf32), version_compatible=bool(version_compatible),
+        hardware_compatibility=hw_level, workspace_mib=workspace_mib,
+        peak_host_memory_mib=round(peak_mib, 1) if peak_mib is not None else 0.0)
     meta_path = write_engine_meta(out, meta)
     size = len(data)
-    say(_summary(plan.precision, plan.quantization, layers, source, size, build_time))
+    say(_summary(plan.precision, plan.quantization, layers, source, size, build_time, peak_mib))
     if cache_path is not None and cache_path.is_file():
         say(f"calibration cache: {cache_path}")
     return BuildResult(out, meta_path, meta, size, build_time, layers, built_onnx, source)
+
+
+# ------------------------------------------------------------------------------------------------
+# build options: DLA, hardware target, memory, plugins
+# ------------------------------------------------------------------------------------------------
+
+#: builder workspace limit on a Jetson when --workspace is not given (tensorrt_demos builds yolov4 with 1 GiB)
+JETSON_WORKSPACE_MIB = 1024
+#: share of a Jetson's memory the tactic pool (``TACTIC_DRAM``, TensorRT >= 8.6) may use; TensorRT's
+#: own default is 75%, which with the Python process and the OS leaves an 8 GB module out of memory
+JETSON_TACTIC_DRAM_SHARE = 0.5
+
+
+def _check_dla_batch(dla_core: Optional[int], shapes: Dict[str, List[int]]) -> None:
+    """DLA runs a fixed batch only: TensorRT puts a layer on the DLA only when the profile's min, opt
+    and max are equal; with 1,4,8 every layer would silently run on the GPU.
+
+    Raises:
+        Yolo4Error: ``dla_core`` with a profile whose min and max batch differ.
+    """
+    if dla_core is None or shapes["min"][0] == shapes["max"][0]:
+        return
+    raise Yolo4Error("--dla-core needs a fixed batch: DLA runs only when the profile's MIN = OPT = MAX "
+                     f"(here {shapes['min'][0]},{shapes['opt'][0]},{shapes['max'][0]}, so every layer would run "
+                     f"on the GPU); add --batch N, e.g. --batch {shapes['opt'][0]}")
+
+
+def _check_hardware_target(level: str, device: Any) -> None:
+    """``ampere+`` is built on an Ampere or later discrete GPU (TensorRT: "only supported for engines
+    built on NVIDIA Ampere and later GPUs"; not on JetPack). Unknown device: TensorRT decides.
+
+    Raises:
+        Yolo4Error: ``ampere+`` on a Jetson or a GPU below compute capability 8.0.
+    """
+    if level != "ampere+" or device is None:
+        return
+    from ..runtime.engine_meta import AMPERE_MIN_CC, parse_compute_capability
+
+    try:
+        cc = parse_compute_capability(device.compute_capability)
+    except ValueError:
+        return
+    if getattr(device, "integrated", False) or cc < AMPERE_MIN_CC:
+        what = "a Jetson (integrated GPU)" if getattr(device, "integrated", False) else "older than Ampere"
+        raise Yolo4Error(f"--hardware-compatibility-level ampere+ builds on an Ampere or later discrete GPU; "
+                         f"this GPU ({device.name}, compute capability {device.compute_capability}) is {what}: "
+                         "build the engine on this machine without it")
+
+
+def _memory_limits(api: compat.TrtApi, config: Any, workspace: Optional[int], device: Any,
+                   say: Log) -> Optional[int]:
+    """Set the workspace pool (``--workspace``, else :data:`JETSON_WORKSPACE_MIB` on a Jetson) and, on
+    a Jetson, the tactic pool; returns the workspace limit set in MiB (None: TensorRT's default)."""
+    integrated = bool(getattr(device, "integrated", False))
+    mib = workspace if workspace is not None else (JETSON_WORKSPACE_MIB if integrated else None)
+    if mib is not None:
+        compat.set_workspace(api, config, int(mib))
+    if mib is None:
+        return None
+    total = int(getattr(device, "total_memory", 0) or 0)
+    if integrated and total > 0:
+        share = int(total * JETSON_TACTIC_DRAM_SHARE)
+        if compat.set_tactic_dram(api, config, share):
+            say("Jetson (memory shared with the CPU): workspace %d MiB, tactic memory %d MiB of %d MiB" % (
+                mib, share >> 20, total >> 20))
+        else:
+            say("Jetson (memory shared with the CPU): workspace %d MiB of %d MiB" % (mib, total >> 20))
+    return int(mib)
+
+
+def _diou_plugin_library(facts: OnnxFacts, plugin_libs: Sequence[PathLike], f: compat.TrtFeatures,
+                         say: Log) -> List[str]:
+    """The DIoU-NMS plugin library to load for an ONNX exported with ``--nms plugin``: ``[]`` when the
+    graph has no ``DIoUNMS_TRT`` node or ``--plugin-lib`` already names the library (same file name),
+    else ``[default_plugin_path()]`` (what ``yolo4 build-plugin`` writes and the runtime loads), with
+    one line saying so. With other ``--plugin-lib`` libraries and no built plugin, nothing is added
+    (one of them may hold the creator; the parser says when none does).
+
+    Raises:
+        Yolo4Error: TensorRT for RTX (it cannot load plugins); the library is not built (one line
+            saying to run ``yolo4 build-plugin``).
+    """
+    if not facts.needs_diou_plugin:
+        return []
+    if f.rtx:
+        raise Yolo4Error(f"the ONNX ends with the DIoU-NMS plugin (exported with --nms plugin), which {f.name} "
+                         "cannot load: export with --nms none (NMS on the CPU) or build with --backend tensorrt",
+                         facts.path)
+    from ..plugins import default_plugin_path
+
+    default = os.fspath(default_plugin_path())
+    if any(os.path.basename(os.fspath(p)) == os.path.basename(default) for p in plugin_libs):
+        return []
+    if not os.path.isfile(default):
+        if plugin_libs:
+            return []
+        raise Yolo4Error("DIoU-NMS plugin library not found, and the ONNX ends with DIoUNMS_TRT (exported with "
+                         "--nms plugin): build it with `yolo4 build-plugin` (or give --plugin-lib)", default)
+    say(f"loading the DIoU-NMS plugin {default} (the ONNX ends with DIoUNMS_TRT: exported with --nms plugin)")
+    return [default]
+
+
+def _pin_plugin_float(api: compat.TrtApi, network: Any, config: Any, facts: OnnxFacts,
+                      plan: compat.PrecisionPlan, say: Log) -> None:
+    """Weakly typed FP16/INT8 builds: run the ``DIoUNMS_TRT`` layer in FP32 (layer precision, output
+    types and ``PREFER_PRECISION_CONSTRAINTS``), so darknet's NMS never sees half-rounded boxes.
+    Not for strongly typed networks (the ONNX's types rule) nor an FP16 ONNX (the network is FP16)."""
+    if plan.strongly_typed or not (plan.fp16_flag or plan.int8_flag) or facts.precision == "fp16":
+        return
+    if not facts.plugin_nodes:
+        return
+    if compat.keep_layers_float(api, network, facts.plugin_nodes):
+        compat.prefer_precision_constraints(api, config)
+        say("DIoU-NMS plugin layer pinned to FP32 (%s)" % ", ".join(facts.plugin_nodes))
+
+
+def _peak_host_memory_mib() -> Optional[float]:
+    """Peak resident memory of this process in MiB (``getrusage(RUSAGE_SELF).ru_maxrss``: KiB on
+    Linux, bytes on macOS); None where the ``resource`` module does not exist (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    rss = float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return rss / (1 << 20) if sys.platform == "darwin" else rss / 1024.0
 
 
 def _make_fp16_onnx(onnx_p: Path, out: Path, say: Log) -> Path:
@@ -618,7 +801,9 @@ def _float_nodes(onnx_path: Path, patterns: Sequence[str]) -> List[str]:
 
 
 def _describe_build(f: compat.TrtFeatures, plan: compat.PrecisionPlan, shapes: Dict[str, List[int]],
-                    input_shape: List[int], targets: Sequence[str], dla_core: Optional[int]) -> str:
+                    input_shape: List[int], targets: Sequence[str], dla_core: Optional[int], tf32: bool = True,
+                    version_compatible: bool = False, hw_level: str = "none",
+                    workspace_mib: Optional[int] = None) -> str:
     parts = [plan.precision.upper()]
     if plan.quantization != "none":
         parts.append(plan.quantization + " quantization")
@@ -632,15 +817,25 @@ def _describe_build(f: compat.TrtFeatures, plan: compat.PrecisionPlan, shapes: D
                                                                  else "8.0+ (TensorRT for RTX's default)"))
     if dla_core is not None:
         parts.append("DLA core %d (GPU fallback)" % dla_core)
+    if not tf32:
+        parts.append("TF32 off")
+    if version_compatible:
+        parts.append("version-compatible (lean runtime embedded)")
+    if hw_level != "none":
+        parts.append("hardware-compatible: %s" % hw_level)
+    if workspace_mib is not None:
+        parts.append("workspace %d MiB" % workspace_mib)
     return "building %s engine: %s" % (f.name, ", ".join(parts))
 
 
 def _summary(precision: str, quantization: str, layers: Dict[str, int], source: str, size: int,
-             seconds: float) -> str:
+             seconds: float, peak_mib: Optional[float] = None) -> str:
     lp = ", ".join("%s %d" % (k.upper(), v) for k, v in layers.items()) if layers else "not reported"
     q = "" if quantization == "none" else " (%s)" % quantization
-    return "summary: %s%s engine, layers by precision: %s%s, %.1f MiB, built in %s" % (
-        precision.upper(), q, lp, " (from the %s)" % source if source else "", size / (1 << 20), _fmt_time(seconds))
+    peak = ", peak host memory %.0f MiB" % peak_mib if peak_mib is not None else ""
+    return "summary: %s%s engine, layers by precision: %s%s, %.1f MiB, built in %s%s" % (
+        precision.upper(), q, lp, " (from the %s)" % source if source else "", size / (1 << 20), _fmt_time(seconds),
+        peak)
 
 
 def _catch_sigint(progress: _Progress) -> Optional[Callable[[], None]]:

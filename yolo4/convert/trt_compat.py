@@ -19,6 +19,11 @@ DLA (Jetson)                      yes         yes         no          no
 plugin libraries                  yes         yes         yes         no (cannot load them)
 set_compute_capability            absent      absent      absent      yes (ahead of time)
 timing cache                      yes         yes         yes         no effect, needs a GPU
+VERSION_COMPATIBLE flag           8.6 on      yes         yes         no (no lean runtime)
+hardware_compatibility_level      8.6 on      yes         yes         ignored ("unsupported")
+MemoryPoolType.TACTIC_DRAM        8.6 on      yes         yes         yes
+BuilderFlag.TF32 (on by default)  yes         yes         yes         yes
+precision constraints flags       yes         yes         removed     absent
 ================================  ==========  ==========  ==========  =================
 
 "Strongly typed" (TensorRT 10 "Strongly Typed Networks"; TensorRT 11 migration guide "Migrating from
@@ -39,7 +44,6 @@ Python 3.8, torch-free, onnx-free.
 """
 
 import contextlib
-import ctypes
 import importlib
 import importlib.util
 import json
@@ -57,7 +61,8 @@ __all__ = ["FLAVOURS", "MODULES", "MIN_TENSORRT", "INSTALL_HINT", "QUANTIZATION_
            "make_logger", "create_network", "parse_onnx", "apply_precision", "set_int8_calibrator",
            "keep_layers_float", "prefer_precision_constraints", "set_workspace", "check_build_options", "set_dla",
            "compute_capabilities", "set_compute_capabilities",
-           "load_plugin_libraries", "make_progress_monitor", "attach_progress_monitor", "load_timing_cache", "save_timing_cache",
+           "load_plugin_libraries", "set_tactic_dram", "set_tf32", "set_version_compatible", "HARDWARE_LEVELS",
+           "hardware_level", "set_hardware_compatibility", "dla_layer_counts", "make_progress_monitor", "attach_progress_monitor", "load_timing_cache", "save_timing_cache",
            "set_detailed_profiling", "build_serialized", "inspect_engine", "summarize_layer_info",
            "BuildLogger"]
 
@@ -175,6 +180,25 @@ class TrtFeatures:
         """A timing cache helps the build. TensorRT for RTX: "no effect on the built engine" and it
         "forces the ahead-of-time compilation step to query your system for a GPU" (1.1 release notes)."""
         return not self.rtx
+
+    @property
+    def version_compatible(self) -> bool:
+        """``BuilderFlag.VERSION_COMPATIBLE`` builds a plan later releases run (TensorRT >= 8.6).
+        TensorRT for RTX has the flag but cannot build with it (it needs ``libnvinfer_lean``, which
+        it does not ship; its engines run only on the release that built them)."""
+        return not self.rtx and self.version_tuple[:2] >= (8, 6)
+
+    @property
+    def hardware_compatibility(self) -> bool:
+        """``config.hardware_compatibility_level`` exists and is honoured (TensorRT >= 8.6; TensorRT
+        for RTX logs "setHardwareCompatibilityLevel() is unsupported" and builds for its
+        ``--compute-capability`` targets instead)."""
+        return not self.rtx and self.version_tuple[:2] >= (8, 6)
+
+    @property
+    def tactic_dram_pool(self) -> bool:
+        """``MemoryPoolType.TACTIC_DRAM`` exists (TensorRT >= 8.6, RTX)."""
+        return self.rtx or self.version_tuple[:2] >= (8, 6)
 
     @property
     def default_quantization(self) -> str:
@@ -573,7 +597,8 @@ def set_int8_calibrator(api: TrtApi, config: Any, calibrator: Any, profile: Any)
     calibrates at the profile's kOPT shape).
 
     Raises:
-        Yolo4Error: a release without calibrators (11.x, RTX).
+        Yolo4Error: a release without calibrators (11.x, RTX); TensorRT refuses the calibration
+            profile (``set_calibration_profile`` returns False).
     """
     if TYPE_CHECKING:
         import tensorrt as trt
@@ -584,7 +609,11 @@ def set_int8_calibrator(api: TrtApi, config: Any, calibrator: Any, profile: Any)
         raise Yolo4Error(f"{api.features.name} has no INT8 calibrators: use --quantization explicit")
     c.int8_calibrator = calibrator  # type: ignore[attr-defined]  # absent in TensorRT 11
     if profile is not None:
-        c.set_calibration_profile(profile)  # type: ignore[attr-defined]  # absent in TensorRT 11
+        ok = c.set_calibration_profile(profile)  # type: ignore[attr-defined]  # absent in TensorRT 11
+        if ok is False:  # "True if the calibration profile was set correctly" (NvInfer.h)
+            raise Yolo4Error("TensorRT refused the INT8 calibration profile (see its message above): the "
+                             "calibration batch is the profile's OPT; check --batch MIN,OPT,MAX, or use "
+                             "--quantization explicit")
 
 
 def keep_layers_float(api: TrtApi, network: Any, names: Sequence[str]) -> int:
@@ -633,11 +662,125 @@ def set_workspace(api: TrtApi, config: Any, mib: int) -> None:
     c.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(mib) << 20)
 
 
+def set_tactic_dram(api: TrtApi, config: Any, nbytes: int) -> bool:
+    """Limit ``MemoryPoolType.TACTIC_DRAM`` to ``nbytes`` (TensorRT >= 8.6, RTX; returns False where the
+    pool does not exist). On a Jetson (host and device memory unified) this pool "includes all host
+    memory required by TensorRT to build the network" and defaults to 75% of the memory (NvInfer.h)."""
+    if TYPE_CHECKING:
+        import tensorrt as trt
+    else:
+        trt = api.trt
+    c: trt.IBuilderConfig = config
+    if not api.features.tactic_dram_pool:
+        return False
+    c.set_memory_pool_limit(trt.MemoryPoolType.TACTIC_DRAM, int(nbytes))
+    return True
+
+
+def set_tf32(api: TrtApi, config: Any, enabled: bool) -> None:
+    """TF32 for FP32 layers on Ampere and later: TensorRT sets ``BuilderFlag.TF32`` by default (FP32
+    convolutions then round their inputs to 10 mantissa bits); ``enabled=False`` clears it, so FP32
+    means FP32 (every release, RTX included)."""
+    if TYPE_CHECKING:
+        import tensorrt as trt
+    else:
+        trt = api.trt
+    c: trt.IBuilderConfig = config
+    if enabled:
+        c.set_flag(trt.BuilderFlag.TF32)
+    else:
+        c.clear_flag(trt.BuilderFlag.TF32)
+
+
+def set_version_compatible(api: TrtApi, config: Any) -> None:
+    """``BuilderFlag.VERSION_COMPATIBLE`` (TensorRT >= 8.6): the plan runs on this release and later
+    ones. The lean runtime is embedded in the plan (``EXCLUDE_LEAN_RUNTIME`` is not set): the plan is
+    larger, and the runtime that deserializes it must allow host code
+    (``runtime.engine_host_code_allowed = True``).
+
+    Raises:
+        Yolo4Error: a release without it (8.5, TensorRT for RTX).
+    """
+    if TYPE_CHECKING:
+        import tensorrt as trt
+    else:
+        trt = api.trt
+    c: trt.IBuilderConfig = config
+    check_build_options(api, version_compatible=True)
+    c.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+
+
+#: ``--hardware-compatibility-level`` values -> ``HardwareCompatibilityLevel`` member names
+HARDWARE_LEVELS: Dict[str, str] = {"none": "NONE", "ampere+": "AMPERE_PLUS",
+                                   "same-compute-capability": "SAME_COMPUTE_CAPABILITY"}
+
+
+def hardware_level(value: Optional[str]) -> str:
+    """``--hardware-compatibility-level`` normalized to a key of :data:`HARDWARE_LEVELS` (None ->
+    ``none``; ``AMPERE_PLUS``, ``ampere_plus``, ``same_compute_capability``, ``same-cc`` accepted).
+
+    Raises:
+        Yolo4Error: anything else (the valid values listed).
+    """
+    if value is None:
+        return "none"
+    v = str(value).strip().lower().replace("_", "-")
+    v = {"ampere-plus": "ampere+", "same-cc": "same-compute-capability"}.get(v, v)
+    if v not in HARDWARE_LEVELS:
+        raise Yolo4Error(f"--hardware-compatibility-level must be one of {', '.join(HARDWARE_LEVELS)}, got {value!r}")
+    return v
+
+
+def set_hardware_compatibility(api: TrtApi, config: Any, level: str) -> None:
+    """``config.hardware_compatibility_level`` (TensorRT >= 8.6): ``ampere+`` = the plan runs on every
+    Ampere or later GPU (fewer tactics: shared memory capped at 48 KiB, no cuDNN/cuBLAS tactics);
+    ``same-compute-capability`` = on every GPU of this compute capability (later 10.x releases).
+
+    Raises:
+        Yolo4Error: an unknown level; a release without the setting or without that level.
+    """
+    if TYPE_CHECKING:
+        import tensorrt as trt
+    else:
+        trt = api.trt
+    c: trt.IBuilderConfig = config
+    key = hardware_level(level)
+    if key == "none":
+        return
+    check_build_options(api, hardware_compatibility=key)
+    member = getattr(trt.HardwareCompatibilityLevel, HARDWARE_LEVELS[key], None)
+    if member is None:
+        raise Yolo4Error(f"--hardware-compatibility-level {key}: {api.features.name} does not have it "
+                         f"(its levels: {', '.join(k for k, v in HARDWARE_LEVELS.items() if hasattr(trt.HardwareCompatibilityLevel, v))})")
+    c.hardware_compatibility_level = member
+
+
+def dla_layer_counts(api: TrtApi, network: Any, config: Any) -> Tuple[int, int]:
+    """``(layers DLA can run, layers left to the GPU)`` of the network, by
+    ``config.can_run_on_DLA(layer)`` after :func:`set_dla` (8.5 - 10.x). These are network layers
+    before fusion; TensorRT may still move a DLA-capable layer to the GPU (e.g. beyond the DLA's
+    limit of loadables per core)."""
+    if TYPE_CHECKING:
+        import tensorrt as trt
+    else:
+        trt = api.trt
+    c: trt.IBuilderConfig = config
+    net: trt.INetworkDefinition = network
+    dla = gpu = 0
+    for i in range(net.num_layers):
+        if c.can_run_on_DLA(net.get_layer(i)):
+            dla += 1
+        else:
+            gpu += 1
+    return dla, gpu
+
+
 DLA_PRECISION = "DLA runs FP16 and INT8 only: add --fp16 or --int8 to use --dla-core"
 
 
 def check_build_options(api: TrtApi, compute_capability: Sequence[str] = (), dla_core: Optional[int] = None,
-                        plugin_libs: Sequence[PathLike] = ()) -> List[str]:
+                        plugin_libs: Sequence[PathLike] = (), version_compatible: bool = False,
+                        hardware_compatibility: str = "none") -> List[str]:
     """Refuse the options this release cannot honour, before anything slow.
 
     Returns:
@@ -647,7 +790,8 @@ def check_build_options(api: TrtApi, compute_capability: Sequence[str] = (), dla
     Raises:
         Yolo4Error: ``--compute-capability`` off TensorRT for RTX or an unknown value (the valid ones
             listed); ``--dla-core`` where there is no DLA (RTX, TensorRT 11); ``--plugin-lib`` on
-            TensorRT for RTX.
+            TensorRT for RTX; ``--version-compatible`` / ``--hardware-compatibility-level`` below 8.6
+            or on TensorRT for RTX, or with ``--dla-core`` (hardware compatibility: discrete GPUs).
     """
     from ..runtime.engine_meta import parse_compute_capability
 
@@ -673,6 +817,25 @@ def check_build_options(api: TrtApi, compute_capability: Sequence[str] = (), dla
     if plugin_libs and not f.plugin_libraries:
         raise Yolo4Error("TensorRT for RTX cannot load plugin libraries: drop --plugin-lib, or build with "
                          "--backend tensorrt")
+    if version_compatible and not f.version_compatible:
+        if f.rtx:
+            raise Yolo4Error(f"--version-compatible: {f.name} engines run only on the TensorRT for RTX release "
+                             "that built them (its builder has no lean runtime to embed); rebuild the engine "
+                             "after upgrading TensorRT for RTX")
+        raise Yolo4Error(f"--version-compatible needs TensorRT 8.6 or later; {f.name} builds engines that run "
+                         "on this release only (rebuild the engine on each TensorRT)")
+    hw = hardware_level(hardware_compatibility)
+    if hw != "none":
+        if not f.hardware_compatibility:
+            if f.rtx:
+                raise Yolo4Error(f"--hardware-compatibility-level: {f.name} ignores it; its engines are built "
+                                 "ahead of time for --compute-capability targets (default: 8.0 and later, "
+                                 "i.e. Ampere+ already)")
+            raise Yolo4Error(f"--hardware-compatibility-level needs TensorRT 8.6 or later; {f.name} builds "
+                             "for the GPU architecture it runs on")
+        if dla_core is not None:
+            raise Yolo4Error("--hardware-compatibility-level is for Ampere and later discrete GPUs, not "
+                             "Jetson DLA (TensorRT supports it neither on JetPack nor with --dla-core)")
     return names
 
 
@@ -743,33 +906,35 @@ def set_compute_capabilities(api: TrtApi, config: Any, targets: Sequence[str]) -
 
 
 def load_plugin_libraries(api: TrtApi, logger: Any, paths: Sequence[PathLike]) -> List[str]:
-    """Load plugin libraries (e.g. the DIoU-NMS plugin) so the ONNX parser and builder find their
-    creators; returns their absolute paths.
+    """Register plugin creators before the ONNX parser is made: the libraries in ``paths`` (e.g. the
+    DIoU-NMS plugin) and, always, TensorRT's own plugins (``init_libnvinfer_plugins(logger, "")``:
+    ``EfficientNMS_TRT`` of ``yolo4 export --nms efficient``). Returns the libraries' absolute paths.
 
-    ``ctypes.CDLL(..., RTLD_GLOBAL)``: the library's static ``REGISTER_TENSORRT_PLUGIN`` initializers
-    register its creators in the global registry; this works on every release from 8.5 on
-    (``IPluginRegistry.load_library`` arrived with 8.6 and wants a ``getPluginCreators`` entry point).
-    TensorRT's own plugins are registered too (``init_libnvinfer_plugins``).
+    The 8.5 ONNX parser registered TensorRT's own plugins itself (onnx-tensorrt ``ModelImporter.cpp``
+    of 8.5-GA); the 10.x parser does not, so without the call a plugin node fails to parse ("Plugin
+    not found"). Libraries load through :func:`yolo4.plugins.load_plugin_library`
+    (``ctypes.CDLL(..., RTLD_GLOBAL)``: their static ``REGISTER_TENSORRT_PLUGIN`` initializers
+    register the creators on every release from 8.5 on; ``IPluginRegistry.load_library`` arrived
+    with 8.6 and wants a ``getPluginCreators`` entry point).
 
     Raises:
-        Yolo4Error: TensorRT for RTX (it cannot load plugin libraries); a missing or unloadable library.
+        Yolo4Error: TensorRT for RTX given libraries (it cannot load them); a missing or unloadable
+            library.
     """
+    from ..plugins import load_plugin_library
+
     if TYPE_CHECKING:
         import tensorrt as trt
     else:
         trt = api.trt
-    if not paths:
-        return []
-    check_build_options(api, plugin_libs=paths)
     loaded = []
+    if paths:
+        check_build_options(api, plugin_libs=paths)
     for p in paths:
         path = os.path.abspath(os.fspath(p))
         if not os.path.isfile(path):
             raise Yolo4Error("plugin library not found", path)
-        try:
-            ctypes.CDLL(path, mode=getattr(ctypes, "RTLD_GLOBAL", 0))
-        except OSError as e:
-            raise Yolo4Error(f"cannot load the plugin library ({' '.join(str(e).split())})", path) from None
+        load_plugin_library(path)  # one-line Yolo4Error when it cannot be loaded
         loaded.append(path)
     trt.init_libnvinfer_plugins(logger, "")
     return loaded

@@ -4,7 +4,12 @@ runtime needs besides the plan, and what decides whether the plan may run here.
 A TensorRT engine (a "plan") is tied to the TensorRT release that built it and to the GPU it was
 built for: "By default, TensorRT engines are compatible only with the version of TensorRT used to
 build them" and an engine is optimized for one compute capability (TensorRT developer guide,
-"Version Compatibility" / "Hardware Compatibility"). TensorRT for RTX engines are built ahead of
+"Version Compatibility" / "Hardware Compatibility"), unless it was built version-compatible
+(``BuilderFlag.VERSION_COMPATIBLE``, TensorRT >= 8.6: it runs on that release and later ones, "engines
+built with TensorRT 8 work with TensorRT 9 and TensorRT 10 runtimes"; the runtime must then allow host
+code, the embedded lean runtime) or hardware-compatible (``HardwareCompatibilityLevel.AMPERE_PLUS``,
+>= 8.6: any Ampere or later GPU, not JetPack; ``SAME_COMPUTE_CAPABILITY``: any GPU of the same compute
+capability). TensorRT for RTX engines are built ahead of
 time for a set of compute capabilities ("CPU-Only AOT and TensorRT-RTX Engines", by default Ampere
 and later: 8.0, 8.6, 8.9, 12.0) and "are not compatible between different releases of TensorRT-RTX"
 (TensorRT-RTX "Engine Compatibility"). Deserializing a mismatched plan fails deep inside TensorRT
@@ -34,8 +39,9 @@ from ..fileio import atomic_write_text
 from ..model_info import ModelInfo
 
 __all__ = ["EngineMeta", "CudaDevice", "ENGINE_META_VERSION", "PRECISIONS", "QUANTIZATIONS", "FLAVOURS",
-           "AHEAD_OF_TIME", "RTX_DEFAULT_MIN_CC", "engine_meta_path", "write_engine_meta",
-           "read_engine_meta", "check_engine_compat", "cuda_device", "flavour_name", "parse_compute_capability"]
+           "AHEAD_OF_TIME", "RTX_DEFAULT_MIN_CC", "HARDWARE_COMPATIBILITY", "AMPERE_MIN_CC", "engine_meta_path",
+           "write_engine_meta", "read_engine_meta", "check_engine_compat", "rebuild_command", "cuda_device",
+           "flavour_name", "parse_compute_capability"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -51,6 +57,12 @@ FLAVOURS = ("tensorrt", "tensorrt-rtx")
 AHEAD_OF_TIME = "ahead-of-time"
 #: the oldest compute capability TensorRT for RTX targets by default (Ampere; Turing 7.5 only on request)
 RTX_DEFAULT_MIN_CC = (8, 0)
+#: ``hardware_compatibility`` values (``yolo4 build-engine --hardware-compatibility-level``)
+HARDWARE_COMPATIBILITY = ("none", "ampere+", "same-compute-capability")
+#: the oldest compute capability an ``ampere+`` engine runs on
+AMPERE_MIN_CC = (8, 0)
+#: the first release that builds (and runs) version-compatible engines
+VERSION_COMPATIBLE_MIN = (8, 6)
 
 _REQUIRED = ("model", "input_name", "input_shape", "profile", "precision", "quantization", "trt_flavour",
              "trt_version", "compute_capability")
@@ -82,14 +94,24 @@ class EngineMeta:
         calib_digest: :meth:`yolo4.calib.images.CalibrationSet.digest` of the INT8 calibration images, or "".
         calib_method: calibration method (``entropy``, ``minmax``, ``percentile``), or "".
         calib_images: number of calibration images (0 without calibration).
-        dla_core: the DLA core the engine runs on (Jetson), or None for the GPU.
+        dla_core: the DLA core the engine runs on (Jetson), or None for the GPU; the runtime sets
+            ``runtime.DLA_core`` to it before deserializing.
         plugin_libraries: plugin libraries loaded for the build (absolute paths); the runtime must load
             them before deserializing.
         layer_precisions: ``{precision: number of engine layers}`` as reported by TensorRT (engine
             inspector or build log), empty when TensorRT did not say.
         num_profiles: optimization profiles in the engine (identical copies of :attr:`profile`, one per
             execution context the runtime may run at once; 1 for engines from before yolo4 recorded it).
-        build_time_s: TensorRT build time in seconds (parsing and calibration excluded).
+        build_time_s: TensorRT build time in seconds (``build_serialized_network``; with implicit INT8
+            it includes the calibration pass).
+        tf32: ``BuilderFlag.TF32`` was left on (TensorRT's default: FP32 layers may run in TF32 on
+            Ampere and later); False after ``--no-tf32``.
+        version_compatible: built with ``BuilderFlag.VERSION_COMPATIBLE`` (runs on this TensorRT
+            release and later ones, lean runtime embedded: the runtime must allow host code).
+        hardware_compatibility: :data:`HARDWARE_COMPATIBILITY`: ``none`` (this GPU architecture),
+            ``ampere+`` (any GPU of compute capability 8.0 or later) or ``same-compute-capability``.
+        workspace_mib: the builder's workspace pool limit in MiB, or None for TensorRT's default.
+        peak_host_memory_mib: the building process's peak resident memory (``ru_maxrss``) in MiB.
         built_at: UTC time of the build, ISO 8601.
         yolo4_version: the yolo4 release that built it.
         format_version: :data:`ENGINE_META_VERSION`.
@@ -119,6 +141,11 @@ class EngineMeta:
     layer_precisions: Dict[str, int] = field(default_factory=dict)
     num_profiles: int = 1
     build_time_s: float = 0.0
+    tf32: bool = True
+    version_compatible: bool = False
+    hardware_compatibility: str = "none"
+    workspace_mib: Optional[int] = None
+    peak_host_memory_mib: float = 0.0
     built_at: str = ""
     yolo4_version: str = ""
     format_version: int = ENGINE_META_VERSION
@@ -162,11 +189,15 @@ class CudaDevice:
         index: device ordinal (as CUDA_VISIBLE_DEVICES numbers them).
         name: e.g. ``"NVIDIA GeForce RTX 3090"``, ``"Xavier"``, ``"Orin"``.
         compute_capability: ``"major.minor"``, e.g. ``"8.6"``, ``"7.2"``.
+        integrated: an integrated GPU sharing the host's memory (Jetson; ``CU_DEVICE_ATTRIBUTE_INTEGRATED``).
+        total_memory: device memory in bytes (``cuDeviceTotalMem``; a Jetson's whole RAM), 0 = unknown.
     """
 
     index: int
     name: str
     compute_capability: str
+    integrated: bool = False
+    total_memory: int = 0
 
 
 def engine_meta_path(engine_path: PathLike) -> Path:
@@ -256,8 +287,18 @@ def _from_dict(d: Mapping[str, Any], path: str) -> EngineMeta:
     if "num_profiles" in kw and (not isinstance(kw["num_profiles"], int) or isinstance(kw["num_profiles"], bool)
                                  or kw["num_profiles"] < 1):
         raise ValueError("num_profiles must be a positive integer")
-    if "build_time_s" in kw and not isinstance(kw["build_time_s"], (int, float)):
-        raise ValueError("build_time_s must be a number")
+    for k in ("build_time_s", "peak_host_memory_mib"):
+        if k in kw and (not isinstance(kw[k], (int, float)) or isinstance(kw[k], bool)):
+            raise ValueError(f"{k} must be a number")
+    for k in ("tf32", "version_compatible"):
+        if k in kw and not isinstance(kw[k], bool):
+            raise ValueError(f"{k} must be true or false")
+    if "hardware_compatibility" in kw and kw["hardware_compatibility"] not in HARDWARE_COMPATIBILITY:
+        raise ValueError(f"hardware_compatibility {kw['hardware_compatibility']!r} is not one of "
+                         f"{', '.join(HARDWARE_COMPATIBILITY)}")
+    ws = kw.get("workspace_mib")
+    if ws is not None and (not isinstance(ws, int) or isinstance(ws, bool) or ws < 1):
+        raise ValueError("workspace_mib must be a positive integer or null")
     meta = EngineMeta(**kw)
     meta.path = path
     return meta
@@ -335,15 +376,87 @@ def _cc_text(value: Union[str, Sequence[int]]) -> str:
     return "%d.%d" % (major, minor)
 
 
+def _version3(version: str) -> Tuple[int, ...]:
+    """``"10.3.0.30"`` -> ``(10, 3, 0)`` (digits of each of the first three parts; missing ones 0)."""
+    out = []
+    for part in str(version).split(".")[:3]:
+        digits = ""
+        for ch in part:
+            if not ch.isdigit():
+                break
+            digits += ch
+        out.append(int(digits) if digits else 0)
+    return tuple(out + [0] * (3 - len(out)))
+
+
+def rebuild_command(meta: EngineMeta, engine: Optional[str] = None) -> str:
+    """The ``yolo4 build-engine`` command line that rebuilds the engine of ``meta`` with the same
+    options (for refusal messages): the source ONNX, precision, batch profile, contexts, DLA core,
+    TF32, compatibility options, TensorRT for RTX targets. INT8 from a calibration pass needs its
+    images again: ``--calib-data DATA`` (the images are not recorded, only their digest)."""
+    import shlex
+
+    where = engine or (meta.path[:-len(".json")] if meta.path and meta.path.endswith(".json") else "MODEL.engine")
+    parts = ["yolo4", "build-engine", shlex.quote(meta.onnx_path or "MODEL.onnx"), "-o", shlex.quote(where)]
+    if meta.trt_flavour == "tensorrt-rtx":
+        parts += ["--backend", "tensorrt-rtx"]
+        for t in meta.target_compute_capabilities:
+            parts += ["--compute-capability", t]
+    if meta.precision == "fp16":
+        parts.append("--fp16")
+    elif meta.precision == "int8" and (meta.quantization == "implicit" or meta.built_onnx):
+        parts += ["--int8", "--calib-data", "DATA"]
+        if meta.calib_images:
+            parts += ["--calib-images", str(meta.calib_images)]
+        if meta.quantization == "explicit":
+            parts += ["--quantization", "explicit"]
+    if meta.dynamic_batch:
+        parts += ["--batch", "%d,%d,%d" % meta.batch_range]
+        if meta.num_profiles != 2:
+            parts += ["--contexts", str(meta.num_profiles)]
+    if meta.dla_core is not None:
+        parts += ["--dla-core", str(meta.dla_core)]
+    if not meta.tf32:
+        parts.append("--no-tf32")
+    if meta.version_compatible:
+        parts.append("--version-compatible")
+    if meta.hardware_compatibility != "none":
+        parts += ["--hardware-compatibility-level", meta.hardware_compatibility]
+    for lib in meta.plugin_libraries:
+        parts += ["--plugin-lib", shlex.quote(lib)]
+    return " ".join(parts)
+
+
+def _built_on(meta: EngineMeta) -> str:
+    """``TensorRT 8.5.2 on Xavier (compute capability 7.2)`` (TensorRT for RTX: the release only)."""
+    text = flavour_name(meta.trt_flavour, meta.trt_version)
+    if meta.ahead_of_time:
+        return text
+    if meta.gpu_name or meta.compute_capability:
+        text += " on %s(compute capability %s)" % (meta.gpu_name + " " if meta.gpu_name else "",
+                                                   meta.compute_capability or "?")
+    return text
+
+
 def check_engine_compat(meta: EngineMeta, flavour: str, version: str,
                         compute_capability: Union[str, Sequence[int]], gpu_name: Optional[str] = None) -> None:
     """Refuse an engine this TensorRT and GPU cannot run, in one line, before TensorRT is asked.
 
-    Rules (module docstring: sources): the TensorRT flavour must match; the release must match in
-    major.minor.patch (the build number may differ); the GPU's compute capability must equal the
-    one the engine was built for, or, for an engine built ahead of time (TensorRT for RTX), be one of
-    its targets (8.0 and later for the default targets). The same compute capability on another GPU
-    model runs, possibly with slower kernels: a :class:`~yolo4.errors.Yolo4Warning` says so.
+    Rules (module docstring: sources):
+
+    - the TensorRT flavour must match;
+    - the release must match in major.minor.patch (the build number may differ), except for a
+      version-compatible engine (:attr:`EngineMeta.version_compatible`), which runs on its release
+      and any later one (8.6 or later);
+    - the GPU: an engine built ahead of time (TensorRT for RTX) runs on its target compute
+      capabilities (8.0 and later for the default targets); an ``ampere+`` engine on any compute
+      capability >= 8.0; any other on the compute capability it was built for. The same compute
+      capability on another GPU model runs, possibly with slower kernels: a
+      :class:`~yolo4.errors.Yolo4Warning` says so (not for ``same-compute-capability`` or ``ampere+``
+      engines, which were built to move).
+
+    Each refusal names the engine, what it was built with and on, this machine's TensorRT and GPU,
+    and the ``yolo4 build-engine`` command that rebuilds it (:func:`rebuild_command`).
 
     Args:
         meta: the engine's metadata (:func:`read_engine_meta`).
@@ -353,20 +466,27 @@ def check_engine_compat(meta: EngineMeta, flavour: str, version: str,
         gpu_name: the GPU's name, for the warning and messages; None = not compared.
 
     Raises:
-        ModelFileError: another flavour, another TensorRT release, or another compute capability
-            (one line naming the engine, what it was built with, what this machine has, and to
-            rebuild with ``yolo4 build-engine``).
+        ModelFileError: another flavour, a release the engine cannot run on, or a GPU it was not
+            built for (one line).
     """
     where = meta.path[:-len(".json")] if meta.path and meta.path.endswith(".json") else meta.path
-    built = flavour_name(meta.trt_flavour, meta.trt_version)
+    built = _built_on(meta)
     here = flavour_name(flavour, version)
-    rebuild = "rebuild it with `yolo4 build-engine`"
+    rebuild = f"rebuild it here with `{rebuild_command(meta, where)}`"
     if meta.trt_flavour != flavour:
         raise ModelFileError(f"the engine was built with {built}, this runtime is {here}: engines of one "
                              f"cannot run on the other; {rebuild}", where)
-    if str(meta.trt_version).split(".")[:3] != str(version).split(".")[:3]:
+    mine, theirs = _version3(version), _version3(meta.trt_version)
+    if meta.version_compatible:
+        if mine < theirs or mine[:2] < VERSION_COMPATIBLE_MIN:
+            raise ModelFileError(f"the engine was built with {built}, version-compatible (it runs on "
+                                 f"{flavour_name(meta.trt_flavour, meta.trt_version)} and later releases), this is "
+                                 f"{here}: an older release; {rebuild}", where)
+    elif mine != theirs:
+        hint = "" if flavour == "tensorrt-rtx" else (" (build it with --version-compatible, TensorRT 8.6 or "
+                                                     "later, to run it on later releases)")
         raise ModelFileError(f"the engine was built with {built}, this is {here}: an engine runs only on "
-                             f"the TensorRT release that built it; {rebuild} here", where)
+                             f"the TensorRT release that built it{hint}; {rebuild}", where)
     try:
         cc = parse_compute_capability(compute_capability)
     except ValueError as e:
@@ -391,6 +511,12 @@ def check_engine_compat(meta: EngineMeta, flavour: str, version: str,
                                  f"capability 8.0 and later), this GPU{gpu} is {cc_s}; rebuild it with "
                                  f"`yolo4 build-engine --compute-capability {cc_s}`", where)
         return
+    if meta.hardware_compatibility == "ampere+":
+        if cc < AMPERE_MIN_CC:
+            raise ModelFileError(f"the engine was built with {built}, hardware-compatible for Ampere and later "
+                                 f"GPUs (compute capability 8.0+), this GPU{gpu} is {cc_s} with {here}; "
+                                 f"{rebuild}", where)
+        return
     try:
         built_cc = _cc_text(meta.compute_capability)
     except ValueError:
@@ -398,10 +524,13 @@ def check_engine_compat(meta: EngineMeta, flavour: str, version: str,
                              f"{rebuild}", where) from None
     if built_cc != cc_s:
         on = f" ({meta.gpu_name})" if meta.gpu_name else ""
-        raise ModelFileError(f"the engine was built for a GPU of compute capability {built_cc}{on}, this "
-                             f"GPU{gpu} is {cc_s}: a TensorRT engine runs only on the GPU architecture it was "
-                             f"built for; {rebuild} on this machine", where)
-    if gpu_name and meta.gpu_name and gpu_name != meta.gpu_name:
+        raise ModelFileError(f"the engine was built for a GPU of compute capability {built_cc}{on} with "
+                             f"{flavour_name(meta.trt_flavour, meta.trt_version)}, this GPU{gpu} is {cc_s} with "
+                             f"{here}: a TensorRT engine runs only on the GPU architecture it was built for "
+                             f"(--hardware-compatibility-level ampere+ builds one for every Ampere+ GPU); "
+                             f"{rebuild}", where)
+    if (gpu_name and meta.gpu_name and gpu_name != meta.gpu_name
+            and meta.hardware_compatibility != "same-compute-capability"):
         warnings.warn(f"{where}: the engine was built on {meta.gpu_name}, this GPU is {gpu_name} (same "
                       f"compute capability {cc_s}): it runs, but TensorRT chose its kernels for the other "
                       "model; rebuild it here for the best speed", Yolo4Warning, stacklevel=2)
@@ -413,6 +542,7 @@ def check_engine_compat(meta: EngineMeta, flavour: str, version: str,
 
 _CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75
 _CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76
+_CU_DEVICE_ATTRIBUTE_INTEGRATED = 18
 
 
 def _libcuda() -> Optional[ctypes.CDLL]:
@@ -430,8 +560,10 @@ def _libcuda() -> Optional[ctypes.CDLL]:
 
 def cuda_device(index: int = 0) -> Optional[CudaDevice]:
     """The CUDA device ``index`` as the driver reports it (``cuInit``, ``cuDeviceGetName``,
-    ``cuDeviceGetAttribute`` of the CUDA driver API), or None when there is no driver or no such
-    device (e.g. a CPU-only machine building TensorRT for RTX engines ahead of time)."""
+    ``cuDeviceGetAttribute`` (compute capability, ``INTEGRATED``), ``cuDeviceTotalMem_v2`` of the CUDA
+    driver API), or None when there is no driver or no such device (e.g. a CPU-only machine building
+    TensorRT for RTX engines ahead of time). ``integrated``/``total_memory`` stay False/0 when the
+    driver does not answer them."""
     lib = _libcuda()
     if lib is None:
         return None
@@ -454,4 +586,13 @@ def cuda_device(index: int = 0) -> Optional[CudaDevice]:
             return None
     except (AttributeError, OSError):  # a stub libcuda without these symbols
         return None
-    return CudaDevice(int(index), buf.value.decode("utf-8", "replace"), "%d.%d" % (major.value, minor.value))
+    integrated, total = ctypes.c_int(0), ctypes.c_size_t(0)
+    try:
+        if lib.cuDeviceGetAttribute(ctypes.byref(integrated), _CU_DEVICE_ATTRIBUTE_INTEGRATED, dev) != 0:
+            integrated.value = 0
+        if lib.cuDeviceTotalMem_v2(ctypes.byref(total), dev) != 0:
+            total.value = 0
+    except (AttributeError, OSError):
+        pass
+    return CudaDevice(int(index), buf.value.decode("utf-8", "replace"), "%d.%d" % (major.value, minor.value),
+                      bool(integrated.value), int(total.value))
