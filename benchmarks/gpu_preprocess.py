@@ -43,9 +43,12 @@ def main(argv=None):
     ap.add_argument("--runs", type=int, default=50)
     args = ap.parse_args(argv)
 
-    import pycuda.autoinit  # noqa: F401  (a context on GPU 0)
     import pycuda.driver as cuda
 
+    from yolo4.runtime.cuda_context import PrimaryContext
+
+    ctx = PrimaryContext(cuda, 0)  # the retained primary context (never pycuda.autoinit)
+    ctx.push()  # current for the whole benchmark; popped at the end
     dev = cuda.Context.get_device()
     arch = "%d%d" % dev.compute_capability()
     lib = build_preprocess_library(tempfile.mkdtemp(prefix="yolo4-pp-"), archs=[arch], log=lambda m: None)
@@ -80,6 +83,8 @@ def main(argv=None):
         print(f"| {batch} | {cpu_ms:.2f} | {gpu_ms:.2f} | {cpu_ms / gpu_ms:.1f}x | {diff:.6f} ({diff * 255:.2f}/255) |")
         dst.free()
     pre.close()
+    ctx.pop()
+    ctx.detach()
     return 0
 
 
