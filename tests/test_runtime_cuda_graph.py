@@ -101,3 +101,13 @@ def test_no_driver_is_one_clear_error(monkeypatch):
 
     with pytest.raises(CudaGraphError, match="CUDA driver library .* not found"):
         cuda_graph.load_libcuda(loader=no_lib)
+
+
+def test_failed_end_capture_destroys_a_graph_handed_back():
+    """``cuStreamEndCapture`` failing (e.g. CUDA_ERROR_STREAM_CAPTURE_INVALIDATED, 901) while still
+    writing a graph handle: the graph is destroyed, never instantiated, and the error is named."""
+    lib = FakeDriver(fail={"end": 901})
+    with pytest.raises(CudaGraphError, match=r"cuStreamEndCapture failed: CUresult 901"):
+        capture(77, lambda: True, lib=lib)
+    assert lib.calls == ["begin", "end", "graph_destroy"]
+

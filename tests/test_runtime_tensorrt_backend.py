@@ -8,6 +8,7 @@ stand-ins of the TensorRT and pycuda APIs used only to check the backend's call 
 allocated once, one synchronize per batch, splitting and padding); they are not integration tests.
 """
 
+import dataclasses
 import importlib.util
 import json
 import subprocess
@@ -204,32 +205,55 @@ def test_broken_metadata_is_one_line(tmp_path):
 # ------------------------------------------------------------------------------------------------
 
 class _DevMem:
-    """FakeCuda device allocation: bytes in host memory."""
+    """FakeCuda device allocation: ``nbytes`` bytes in host memory, refusing any access past them
+    (a real kernel or copy past an allocation faults or corrupts a neighbour)."""
 
     def __init__(self, fake, nbytes):
         self.data, self.freed, self.fake = bytearray(nbytes), False, fake
-        fake.addresses[id(self)] = self
+        self.address = fake.next_address  # a fake device address space: allocations never overlap
+        fake.next_address += (nbytes + 4095) // 4096 * 4096 + 4096
+        fake.addresses[self.address] = self
 
     def __int__(self):
-        return id(self)
+        return self.address
 
     def free(self):
+        assert not self.freed, "double free"
+        self.fake.calls.append("free")
         self.freed = True
+
+    def write(self, raw, offset=0):
+        assert not self.freed, "write to freed device memory"
+        assert offset + len(raw) <= len(self.data), \
+            f"device write of {len(raw)} bytes at {offset} overflows an allocation of {len(self.data)}"
+        self.data[offset:offset + len(raw)] = raw
+
+    def read(self, nbytes):
+        assert not self.freed, "read of freed device memory"
+        assert nbytes <= len(self.data), f"device read of {nbytes} bytes overflows an allocation of {len(self.data)}"
+        return bytes(self.data[:nbytes])
 
 
 class FakeCuda:
-    """Stand-in of ``pycuda.driver`` recording the calls the backend makes (sequencing only)."""
+    """Stand-in of ``pycuda.driver`` recording the calls the backend makes (sequencing only).
+
+    Strict where the driver is: device memory refuses accesses past its size; a stream belongs to the
+    context current when it was made (pycuda's ``context_dependent``, ``cuStreamCreate`` needs one),
+    and copies, memsets, synchronizes and enqueues on it need that context current.
+    """
 
     def __init__(self):
-        self.calls, self.addresses, self.allocs, self.pushed, self.tagged = [], {}, [], 0, []
+        self.calls, self.addresses, self.allocs, self.tagged, self.stack, self.streams = [], {}, [], [], [], []
+        self.next_address = 1 << 32
         fake = self
 
         class Ctx:
             def push(self):
-                fake.pushed += 1
+                fake.stack.append(self)
 
             def pop(self):
-                fake.pushed -= 1
+                assert fake.stack and fake.stack[-1] is self, "pop of a context that is not current"
+                fake.stack.pop()
 
             def detach(self):
                 fake.calls.append("detach")
@@ -244,15 +268,28 @@ class FakeCuda:
         class Stream:
             count = 0
 
-            def __init__(self):
+            def __init__(self, flags=0):
+                assert fake.stack, "cuStreamCreate without a current context"
                 Stream.count += 1
-                self.handle = 1000 + Stream.count
+                self.handle, self.flags, self.ctx = 1000 + Stream.count, flags, fake.stack[-1]
+                fake.streams.append(self)
 
             def synchronize(self):
+                fake.check(self)
                 fake.calls.append("sync")
                 fake.tagged.append(("sync", self.handle))
 
         self.Device, self.Stream = Device, Stream
+
+    @property
+    def pushed(self):
+        return len(self.stack)
+
+    def check(self, stream):
+        assert self.stack and self.stack[-1] is stream.ctx, "stream used without its context current"
+
+    def stream_of(self, handle):
+        return next(s for s in self.streams if s.handle == handle)
 
     def init(self):
         self.calls.append("init")
@@ -261,32 +298,57 @@ class FakeCuda:
         return np.zeros(size, dtype)
 
     def mem_alloc(self, nbytes):
-        m = _DevMem(self, nbytes)
+        assert self.stack, "cuMemAlloc without a current context"
+        m = _DevMem(self, int(nbytes))
         self.allocs.append(m)
         return m
 
     def memcpy_htod_async(self, dev, host, stream):
-        assert self.pushed == 1
-        raw = np.ascontiguousarray(host).tobytes()
-        dev.data[:len(raw)] = raw
+        self.check(stream)
+        dev.write(np.ascontiguousarray(host).tobytes())
         self.calls.append("htod")
         self.tagged.append(("htod", stream.handle))
 
     def memcpy_dtoh_async(self, host, dev, stream):
-        assert self.pushed == 1
-        host.reshape(-1).view(np.uint8)[:] = np.frombuffer(bytes(dev.data[:host.nbytes]), np.uint8)
+        self.check(stream)
+        host.reshape(-1).view(np.uint8)[:] = np.frombuffer(dev.read(host.nbytes), np.uint8)
         self.calls.append("dtoh")
+
+    def to_device(self, host):
+        m = self.mem_alloc(host.nbytes)
+        m.write(np.ascontiguousarray(host).tobytes())
+        return m
+
+    def memcpy_dtoh(self, host, dev):
+        assert self.stack, "cuMemcpyDtoH without a current context"
+        host.reshape(-1).view(np.uint8)[:] = np.frombuffer(dev.read(host.nbytes), np.uint8)
+
+    def memset_d8_async(self, ptr, value, count, stream):
+        self.check(stream)
+        ptr = int(ptr)
+        base = max(a for a in self.addresses if a <= ptr)  # the allocation holding ptr (write checks the end)
+        self.addresses[base].write(bytes([value]) * int(count), ptr - base)
+        self.calls.append("memset")
+        self.tagged.append(("memset", (ptr - base, int(count))))
+
+
+#: numpy dtype -> the ``DataType`` member name TensorRT reports
+_TRT_NAMES = {np.dtype("float32"): "FLOAT", np.dtype("float16"): "HALF", np.dtype("int32"): "INT32"}
 
 
 class FakeTensorRT:
-    """Stand-in of the ``tensorrt`` module for a 2-class 64x64 engine with boxes [B,3,4] and
-    scores [B,3,2]; "inference" writes each image's first pixel into its outputs (sequencing only)."""
+    """Stand-in of the ``tensorrt`` module for a 2-class 64x64 engine whose I/O is ``descs``, with
+    their real dtypes (``get_tensor_dtype``). "Inference" writes each image's first pixel ``v`` into
+    its outputs: boxes/scores all ``v``; with the four NMS outputs, ``num_detections`` = ``int(v)`` and
+    ``detection_classes`` = ``int(v) + 1`` as int32 (sequencing only, not a model).
+    ``fail_exec``: how many of the next enqueues return False (TensorRT reporting an error)."""
 
     __version__ = "10.13.3.9"
 
     def __init__(self, cuda, descs):
         fake = self
-        self.cuda, self.descs, self.shapes = cuda, descs, []
+        self.cuda, self.descs, self.shapes, self.contexts, self.fail_exec = cuda, descs, [], [], 0
+        self.runtimes = []
 
         class DataType:
             def __init__(self, name):
@@ -304,8 +366,10 @@ class FakeTensorRT:
         class Context:
             def __init__(self):
                 self.addr, self.shape, self.profile = {}, None, 0
+                fake.contexts.append(self)
 
             def set_optimization_profile_async(self, index, stream):
+                fake.cuda.check(fake.cuda.stream_of(stream))
                 self.profile = index
                 fake.cuda.calls.append("profile%d" % index)
                 return True
@@ -321,17 +385,30 @@ class FakeTensorRT:
                 return True
 
             def execute_async_v3(self, stream):
+                fake.cuda.check(fake.cuda.stream_of(stream))
+                assert self.shape is not None and len(self.addr) == len(fake.descs), "enqueue before setup"
                 fake.cuda.calls.append("exec")
                 fake.cuda.tagged.append(("exec", stream))
-                b = self.shape[0]
-                mem = fake.cuda.addresses
-                x = np.frombuffer(bytes(mem[self.addr["images"]].data), np.float32)[:b * 3 * 64 * 64]
-                first = x.reshape(b, 3, 64, 64)[:, 0, 0, 0]
-                boxes = np.repeat(first, 12).astype(np.float32)
-                scores = np.repeat(first, 6).astype(np.float32)
-                mem[self.addr["boxes"]].data[:boxes.nbytes] = boxes.tobytes()
-                mem[self.addr["scores"]].data[:scores.nbytes] = scores.tobytes()
+                fake.last_context = self
+                if fake.fail_exec:
+                    fake.fail_exec -= 1
+                    return False
+                self.compute(self.shape)
                 return True
+
+            def compute(self, shape):
+                b = shape[0]
+                mem = fake.cuda.addresses
+                dt = fake.descs[0].dtype
+                first = np.frombuffer(mem[self.addr["images"]].read(b * 3 * 64 * 64 * dt.itemsize), dt)
+                first = first.reshape(b, 3, 64, 64)[:, 0, 0, 0]
+                for d in fake.descs:
+                    if d.is_input:
+                        continue
+                    per = int(np.prod(d.shape[1:]))
+                    value = first + 1 if d.name == "detection_classes" else first
+                    out = np.repeat(value, per).astype(d.dtype)
+                    mem[self.addr[d.name]].write(out.tobytes())
 
         class Engine:
             num_io_tensors = len(descs)
@@ -343,7 +420,7 @@ class FakeTensorRT:
                 return TensorIOMode.INPUT if {d.name: d for d in descs}[name].is_input else TensorIOMode.OUTPUT
 
             def get_tensor_dtype(self, name):
-                return DataType("FLOAT")
+                return DataType(_TRT_NAMES[{d.name: d for d in descs}[name].dtype])
 
             def get_tensor_shape(self, name):
                 return list({d.name: d for d in descs}[name].shape)
@@ -352,10 +429,15 @@ class FakeTensorRT:
                 return Context()
 
         class Runtime:
+            num_DLA_cores = 0
+
             def __init__(self, logger):
-                pass
+                self.DLA_core = -1
+                self.deserialized_on = None
+                fake.runtimes.append(self)
 
             def deserialize_cuda_engine(self, plan):
+                self.deserialized_on = self.DLA_core
                 return Engine()
 
         self.Logger, self.Runtime, self.TensorIOMode = Logger, Runtime, TensorIOMode
@@ -471,12 +553,19 @@ def test_usable_contexts_capped_request_says_how_to_rebuild():
         tb.usable_contexts(0, True, 1)
 
 
-def _fake_backend(tmp_path, monkeypatch, **kw):
-    engine = _engine(tmp_path, num_profiles=2)
+#: the stand-in engine's I/O: decoded outputs, or the four NMS outputs (int32 counts and classes)
+SMALL = [TensorDesc("images", True, (-1, 3, 64, 64), F32), TensorDesc("boxes", False, (-1, 3, 4), F32),
+         TensorDesc("scores", False, (-1, 3, 2), F32)]
+SMALL_NMS = [SMALL[0], TensorDesc("num_detections", False, (-1, 1), I32),
+             TensorDesc("detection_boxes", False, (-1, 5, 4), F32), TensorDesc("detection_scores", False, (-1, 5), F32),
+             TensorDesc("detection_classes", False, (-1, 5), I32)]
+
+
+def _fake_backend(tmp_path, monkeypatch, descs=SMALL, meta=None, runtime_dla_cores=0, **kw):
+    engine = _engine(tmp_path, **dict(dict(num_profiles=2), **(meta or {})))
     cuda = FakeCuda()
-    descs = [TensorDesc("images", True, (-1, 3, 64, 64), F32), TensorDesc("boxes", False, (-1, 3, 4), F32),
-             TensorDesc("scores", False, (-1, 3, 2), F32)]
     fake_trt = FakeTensorRT(cuda, descs)
+    fake_trt.Runtime.num_DLA_cores = runtime_dla_cores
     monkeypatch.setattr(tb, "_import_tensorrt", lambda *a: fake_trt)
     monkeypatch.setattr(tb, "_import_pycuda", lambda where: cuda)
     monkeypatch.setattr(tb, "cuda_device", lambda i: CudaDevice(0, "NVIDIA A100", "8.0"))
@@ -540,39 +629,110 @@ def test_detector_keeps_order_with_pipelining(tmp_path, monkeypatch):
     assert d.timings.images == 10
 
 
-def test_cuda_graph_captured_after_one_warm_up_and_recaptured_on_a_new_shape(tmp_path, monkeypatch):
+def _graph_stand_in(monkeypatch):
+    """Replace :func:`cuda_graph.capture` by a stand-in that runs the enqueue (what would be captured)
+    and returns a graph recording its launches and destruction (sequencing only)."""
     from yolo4.runtime import cuda_graph
 
-    captured, launched, destroyed = [], [], []
+    log = {"captured": [], "launched": [], "destroyed": []}
 
     class Graph:
-        def __init__(self, n):
-            self.n = n
+        def __init__(self, n, context, shape):
+            self.n, self.context, self.shape = n, context, shape
 
         def launch(self, handle):
-            launched.append((self.n, handle))
+            log["launched"].append((self.n, handle))
+            self.context.compute(self.shape)  # replays the captured work, at the captured shape
 
         def destroy(self):
-            destroyed.append(self.n)
+            log["destroyed"].append(self.n)
 
     def fake_capture(handle, enqueue):
         assert enqueue()  # the real enqueue is what gets captured
-        captured.append(handle)
-        return Graph(len(captured))
+        log["captured"].append(handle)
+        context = log["trt"].last_context
+        return Graph(len(log["captured"]), context, context.shape)
 
     monkeypatch.setattr(cuda_graph, "capture", fake_capture)
+    return log
+
+
+def test_cuda_graph_captured_after_one_warm_up_and_kept_per_shape(tmp_path, monkeypatch):
+    log = _graph_stand_in(monkeypatch)
     be, cuda, fake_trt = _fake_backend(tmp_path, monkeypatch, contexts=1, cuda_graph=True)
+    log["trt"] = fake_trt
     for _ in range(3):
         b, _ = be(_batch([1, 2]))
         assert list(b[:, 0, 0]) == [1, 2]
     # 1st call: plain enqueue (warm-up); 2nd: capture (the enqueue inside) + launch; 3rd: launch only
-    assert cuda.calls.count("exec") == 2 and len(captured) == 1 and launched == [(1, captured[0])] * 2
-    be(_batch([1, 2, 3]))  # another shape: the old graph goes, warm-up again
-    assert destroyed == [1] and len(captured) == 1 and fake_trt.shapes[-1] == (3, 3, 64, 64)
+    assert cuda.calls.count("exec") == 2 and len(log["captured"]) == 1 and log["launched"] == [(1, log["captured"][0])] * 2
+    be(_batch([1, 2, 3]))  # another shape: warm-up there, the first graph is kept
+    assert log["destroyed"] == [] and len(log["captured"]) == 1 and fake_trt.shapes[-1] == (3, 3, 64, 64)
     be(_batch([4, 5, 6]))
-    assert len(captured) == 2
+    assert len(log["captured"]) == 2
+    # alternating batch sizes relaunch the graph of each shape: no capture, no plain enqueue
+    execs = cuda.calls.count("exec")
+    for values in ([1, 2], [3, 4, 5], [6, 7], [8, 9, 10]):
+        b, _ = be(_batch(values))
+        assert list(b[:, 0, 0]) == values
+    assert len(log["captured"]) == 2 and cuda.calls.count("exec") == execs and len(log["launched"]) == 2 + 1 + 4
+    assert be.graph_stats == [(2, 7)]
     be.close()
-    assert destroyed == [1, 2]
+    assert sorted(log["destroyed"]) == [1, 2]
+
+
+def test_streams_are_non_blocking(tmp_path, monkeypatch):
+    """CU_STREAM_NON_BLOCKING (1): another thread's legacy-stream call cannot invalidate a capture."""
+    be, cuda, _ = _fake_backend(tmp_path, monkeypatch)
+    assert len(cuda.streams) == 2 and [s.flags for s in cuda.streams] == [1, 1]
+    be.close()
+
+
+def test_refused_capture_retries_plainly_then_recreates_the_context(tmp_path, monkeypatch):
+    """trtexec's rule after a refused capture: end it, clear the error, enqueue plainly; here the
+    context still reports the error (its first enqueue after the capture fails), so the backend makes
+    a new context (same profile and addresses) and the batch's outputs are still right."""
+    from yolo4.runtime import cuda_graph
+
+    be, cuda, fake_trt = _fake_backend(tmp_path, monkeypatch, contexts=2, cuda_graph=True)
+
+    def refused(handle, enqueue):
+        fake_trt.fail_exec = 1
+        assert not enqueue()  # TensorRT returns false when the capture fails
+        fake_trt.fail_exec = 1  # ...and its next plain enqueue still reports it
+        raise cuda_graph.CudaGraphError("the enqueue failed during stream capture")
+
+    monkeypatch.setattr(cuda_graph, "capture", refused)
+    fake_trt.fail_exec = 0
+    be(_batch([1, 2]))  # context 0 warm-up
+    be(_batch([3, 4]))  # context 1 warm-up
+    old, n0 = be._slots[0].context, len(cuda.calls)
+    with pytest.warns(Warning, match="CUDA graph capture failed"):
+        b, _ = be(_batch([5, 6]))  # context 0: capture refused -> sync, plain retry fails -> new context
+    assert list(b[:, 0, 0]) == [5, 6] and not be.cuda_graph
+    new = be._slots[0].context
+    assert new is not old and new.addr == old.addr and new.shape == (2, 3, 64, 64)
+    assert len(fake_trt.contexts) == 3 and be._slots[1].context.profile == 1
+    # refused capture, stream waited for, failed plain retry, new context (shape set), its enqueue
+    assert cuda.calls[n0:] == ["htod", "exec", "sync", "exec", "shape", "exec", "dtoh", "dtoh", "sync"]
+    b, _ = be(_batch([7, 8]))
+    assert list(b[:, 0, 0]) == [7, 8]
+    be.close()
+
+
+def test_refused_capture_plain_retry_succeeds_without_a_new_context(tmp_path, monkeypatch):
+    from yolo4.runtime import cuda_graph
+
+    def refused(handle, enqueue):
+        raise cuda_graph.CudaGraphError("cuStreamEndCapture failed: CUDA_ERROR_STREAM_CAPTURE_INVALIDATED (901)")
+
+    monkeypatch.setattr(cuda_graph, "capture", refused)
+    be, cuda, fake_trt = _fake_backend(tmp_path, monkeypatch, contexts=1, cuda_graph=True)
+    be(_batch([1]))
+    with pytest.warns(Warning, match="INVALIDATED"):
+        b, _ = be(_batch([2]))
+    assert list(b[:, 0, 0]) == [2] and len(fake_trt.contexts) == 1
+    be.close()
 
 
 def test_cuda_graph_failure_falls_back_to_plain_enqueue(tmp_path, monkeypatch):
@@ -648,3 +808,184 @@ def test_cli_gpu_preprocessing_needs_an_engine(tmp_path):
         assert_user_error(p, "--preprocess gpu needs a TensorRT engine")
     p = run_cli("infer", "x.jpg", "--onnx", tmp_path / "m.onnx", "--preprocess", "tpu")
     assert p.returncode == 2 and "'tpu' is not one of cpu, gpu" in p.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# closing with work in flight, DLA, NMS outputs, padding (stand-ins: sequencing only, NOT integration)
+# ------------------------------------------------------------------------------------------------
+
+def test_close_with_batches_in_flight_synchronizes_before_freeing(tmp_path, monkeypatch):
+    """Ctrl-C in a video loop closes the backend while both contexts have a batch on the GPU: every
+    stream is waited for before any buffer is freed; collecting such a batch afterwards is one
+    clear RuntimeError."""
+    be, cuda, _ = _fake_backend(tmp_path, monkeypatch)
+    p1, p2 = be.submit(_batch([1, 2])), be.submit(_batch([3, 4]))
+    n0 = len(cuda.tagged)
+    streams = [s.stream.handle for s in be._slots]
+    be.close()
+    assert sorted(h for c, h in cuda.tagged[n0:] if c == "sync") == sorted(streams)
+    first_free = cuda.calls.index("free")
+    assert cuda.calls.count("sync") == 2 and cuda.calls.index("sync") < first_free
+    assert max(i for i, c in enumerate(cuda.calls) if c == "sync") < first_free
+    assert all(m.freed for m in cuda.allocs) and cuda.pushed == 0
+    for p in (p1, p2):
+        with pytest.raises(RuntimeError, match="closed before this batch's outputs were collected"):
+            p.result()
+
+
+def test_results_collected_before_close_stay_valid(tmp_path, monkeypatch):
+    be, cuda, _ = _fake_backend(tmp_path, monkeypatch)
+    p = be.submit(_batch([1, 2]))
+    b, _ = p.result()
+    be.close()
+    assert list(p.result()[0][:, 0, 0]) == [1, 2] and p.result()[0] is b
+
+
+def test_dla_core_set_before_deserializing(tmp_path, monkeypatch):
+    """An engine built for DLA core 1 deserializes with ``IRuntime.DLA_core = 1`` (else core 0)."""
+    be, _, fake_trt = _fake_backend(tmp_path, monkeypatch, meta=dict(dla_core=1, precision="fp16"),
+                                    runtime_dla_cores=2)
+    assert fake_trt.runtimes[-1].deserialized_on == 1
+    be.close()
+    be, _, fake_trt = _fake_backend(tmp_path, monkeypatch)  # a GPU engine leaves the runtime alone
+    assert fake_trt.runtimes[-1].deserialized_on == -1
+    be.close()
+
+
+def test_dla_engine_on_a_machine_without_that_core_is_one_line(tmp_path, monkeypatch):
+    with pytest.raises(ModelFileError, match="built for DLA core 1, this machine has 0 DLA core"):
+        _fake_backend(tmp_path, monkeypatch, meta=dict(dla_core=1, precision="fp16"), runtime_dla_cores=0)
+
+
+def test_nms_engine_int32_outputs_through_the_backend(tmp_path, monkeypatch):
+    """An engine ending with NMS (EfficientNMS_TRT's layout: int32 counts and classes) goes through
+    the backend: buffers sized by each tensor's own dtype, int32 outputs returned as int32."""
+    be, cuda, _ = _fake_backend(tmp_path, monkeypatch, descs=SMALL_NMS)
+    assert be.nms == "trt" and [m.data.__len__() for m in cuda.allocs[:5]] == [4 * 3 * 64 * 64 * 4, 4 * 4,
+                                                                             4 * 5 * 4 * 4, 4 * 5 * 4, 4 * 5 * 4]
+    num, boxes, scores, classes = be(_batch([3, 1, 2]))
+    assert num.dtype == np.int32 and classes.dtype == np.int32 and boxes.dtype == np.float32
+    assert num[:, 0].tolist() == [3, 1, 2] and classes[:, 0].tolist() == [4, 2, 3]
+    assert boxes.shape == (3, 5, 4) and scores[:, 4].tolist() == [3.0, 1.0, 2.0]
+    be.close()
+
+
+@pytest.mark.parametrize("dtype", [F32, np.dtype("float16")])
+def test_submit_frames_zeroes_the_padding_rows_of_a_short_batch(tmp_path, monkeypatch, dtype):
+    """One frame on a profile whose minimum is 2: the second image of the input is set to zeros on
+    the device (``memset_d8_async`` of exactly its bytes, float32 or float16 input), as the CPU path pads."""
+    from yolo4.runtime import gpu_preprocess
+    from yolo4.runtime.preprocess import Transform
+
+    class FakePre:
+        def __init__(self, input_hw, letter_box, max_batch, dtype=np.float32):
+            assert np.dtype(dtype) == dtype_in
+
+        def run(self, images, dst_ptr, stream):
+            x = np.zeros((len(images), 3, 64, 64), dtype_in)
+            x[:, 0, 0, 0] = [im[0, 0, 0] for im in images]
+            cuda.addresses[dst_ptr].write(x.tobytes())
+            return [Transform(1.0, 1.0, 0.0, 0.0, im.shape[1], im.shape[0]) for im in images]
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(gpu_preprocess, "GpuPreprocessor", FakePre)
+    profile = {"min": [2, 3, 64, 64], "opt": [2, 3, 64, 64], "max": [4, 3, 64, 64]}
+    dtype_in = dtype
+    descs = [TensorDesc("images", True, (-1, 3, 64, 64), dtype)] + SMALL[1:]
+    be, cuda, fake_trt = _fake_backend(tmp_path, monkeypatch, descs=descs, meta=dict(profile=profile), contexts=1)
+    image = 3 * 64 * 64 * dtype.itemsize
+    dev_in = be._slots[0].dev["images"]
+    assert len(dev_in.data) == 4 * image
+    dev_in.write(np.full(4 * 3 * 64 * 64, 9.0, dtype).tobytes())  # stale input of an earlier batch
+    pending, _ = be.submit_frames([np.full((20, 30, 3), 7, np.uint8)])
+    assert ("memset", (image, image)) in cuda.tagged and fake_trt.shapes[-1] == (2, 3, 64, 64)
+    x = np.frombuffer(dev_in.read(2 * image), dtype).reshape(2, 3, 64, 64)
+    assert x[0, 0, 0, 0] == 7 and not x[1].any()
+    boxes, _ = pending.result()
+    assert boxes.shape == (1, 3, 4) and boxes[0, 0, 0] == 7
+    be.close()
+
+
+def test_stand_in_device_memory_and_streams_are_strict():
+    """The stand-ins refuse what the driver refuses, so a backend bug cannot pass silently."""
+    cuda = FakeCuda()
+    ctx = cuda.Device(0).retain_primary_context()
+    with pytest.raises(AssertionError, match="without a current context"):
+        cuda.Stream()
+    ctx.push()
+    stream, mem = cuda.Stream(flags=1), cuda.mem_alloc(16)
+    with pytest.raises(AssertionError, match="overflows"):
+        cuda.memcpy_htod_async(mem, np.zeros(5, np.float32), stream)
+    with pytest.raises(AssertionError, match="overflows"):
+        cuda.memcpy_dtoh_async(np.zeros(5, np.float32), mem, stream)
+    ctx.pop()
+    with pytest.raises(AssertionError, match="without its context current"):
+        stream.synchronize()
+    with pytest.raises(AssertionError, match="without its context current"):
+        cuda.memcpy_htod_async(mem, np.zeros(4, np.float32), stream)
+
+
+def test_release_mismatch_on_a_gpu_names_both_sides_and_the_rebuild_command(tmp_path, monkeypatch):
+    """With a GPU, the refusal of an engine of another release (before pycuda is imported) names the
+    engine's TensorRT and GPU, this machine's TensorRT, and the command that rebuilds it
+    (:func:`~yolo4.runtime.engine_meta.check_engine_compat`'s message, used as is)."""
+    engine = _engine(tmp_path, trt_version="8.6.1.6", gpu_name="NVIDIA A100")
+    monkeypatch.setattr(tb, "_import_tensorrt", lambda *a: FakeTensorRT(FakeCuda(), []))
+    monkeypatch.setattr(tb, "cuda_device", lambda i: CudaDevice(0, "NVIDIA A100", "8.0"))
+
+    def no_pycuda(where):
+        raise AssertionError("pycuda imported before the release check")
+
+    monkeypatch.setattr(tb, "_import_pycuda", no_pycuda)
+    with pytest.raises(ModelFileError) as e:
+        create_backend("tensorrt", path=engine)
+    line = str(e.value)
+    for needle in ("TensorRT 8.6.1 on NVIDIA A100", "this is TensorRT 10.13.3", "yolo4 build-engine /models/m.onnx"):
+        assert needle in line, (needle, line)
+
+
+def test_version_compatible_engine_allows_its_lean_runtime(tmp_path, monkeypatch):
+    """A ``--version-compatible`` engine embeds host code: ``IRuntime.engine_host_code_allowed``
+    (TensorRT 8.6+) is set before deserializing; other engines leave it alone."""
+    if "version_compatible" not in {f.name for f in dataclasses.fields(EngineMeta)}:
+        pytest.skip("EngineMeta has no version_compatible field yet (engine_meta.py)")
+    seen = []
+
+    def patch(fake_trt):
+        class Runtime(fake_trt.Runtime):
+            engine_host_code_allowed = False
+
+            def deserialize_cuda_engine(self, plan):
+                seen.append(self.engine_host_code_allowed)
+                return super().deserialize_cuda_engine(plan)
+
+        fake_trt.Runtime = Runtime
+
+    for compatible in (True, False):
+        cuda = FakeCuda()
+        fake_trt = FakeTensorRT(cuda, SMALL)
+        patch(fake_trt)
+        monkeypatch.setattr(tb, "_import_tensorrt", lambda *a, t=fake_trt: t)
+        monkeypatch.setattr(tb, "_import_pycuda", lambda where, c=cuda: c)
+        monkeypatch.setattr(tb, "cuda_device", lambda i: CudaDevice(0, "NVIDIA A100", "8.0"))
+        engine = _engine(tmp_path, name="v%d.engine" % compatible, version_compatible=compatible)
+        tb.TensorRTBackend(engine).close()
+    assert seen == [True, False]
+
+
+def test_close_after_a_faulted_stream_warns_once_and_still_frees(tmp_path, monkeypatch):
+    """A context whose work failed (its synchronize raises, as pycuda's LaunchError does) does not
+    stop the release: one warning naming it, every buffer freed, the CUDA context released."""
+    be, cuda, _ = _fake_backend(tmp_path, monkeypatch)
+    be.submit(_batch([1, 2]))
+    bad = be._slots[0].stream
+
+    def fault():
+        raise RuntimeError("cuStreamSynchronize failed: an illegal memory access was encountered")
+
+    bad.synchronize = fault
+    with pytest.warns(Warning, match="context 0: cuStreamSynchronize failed: an illegal memory access"):
+        be.close()
+    assert all(m.freed for m in cuda.allocs) and cuda.calls[-1] == "detach" and cuda.pushed == 0

@@ -14,7 +14,8 @@ from yolo4.selftest import STATUSES, Check, format_check, run_selftest, tiny_onn
 
 HAVE_RTX = importlib.util.find_spec("tensorrt_rtx") is not None
 HAVE_PYCUDA = importlib.util.find_spec("pycuda") is not None
-GPU_CHECKS = ("engine vs onnxruntime", "pinned copy", "cuda graph", "diou-nms plugin", "gpu preprocessing")
+GPU_CHECKS = ("engine vs onnxruntime", "pinned copy", "cuda graph", "diou-nms plugin", "nms engines",
+              "fp16 / int8 engines", "gpu preprocessing")
 
 
 def test_tiny_onnx_has_the_yolo4_contract(tmp_path):
@@ -81,3 +82,15 @@ def test_cli_exit_status(monkeypatch):
 
 def test_cli_missing_engine(tmp_path):
     assert_user_error(run_cli("selftest", "--engine", tmp_path / "no.engine"), "no.engine", "not found")
+
+
+def test_cli_cuda_graph_reaches_the_checks(monkeypatch):
+    """``yolo4 selftest --cuda-graph`` asks the checks for graphs (the ``your engine`` line then FAILs
+    when none ran, :func:`yolo4.selftest.graph_verdict`)."""
+    from typer.testing import CliRunner
+
+    from yolo4.cli import app
+
+    monkeypatch.setattr(selftest, "CHECKS", [("graphs", lambda st, o: ("PASS", "asked=%s" % o["cuda_graph"]))])
+    assert "asked=True" in CliRunner().invoke(app, ["selftest", "--cuda-graph"]).output
+    assert "asked=False" in CliRunner().invoke(app, ["selftest"]).output

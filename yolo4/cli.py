@@ -87,6 +87,13 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 _default_showwarning = warnings.showwarning
 
 
+#: optional dependencies -> the extra that installs them (a command missing one exits 2 with one line)
+_OPTIONAL_EXTRAS = {"torch": "train", "matplotlib": "train", "onnx": "export", "onnxsim": "export",
+                    "onnxruntime": "export", "onnxconverter_common": "export",
+                    "onnxruntime_extensions": "export", "tensorrt": "trt", "pycuda": "trt",
+                    "tensorrt_rtx": "rtx"}
+
+
 def _command(func: Callable[..., Any]) -> Callable[..., Any]:
     """Run a command body: user errors -> one ``error:`` line and exit 2; Ctrl-C -> exit 130."""
 
@@ -99,6 +106,13 @@ def _command(func: Callable[..., Any]) -> Callable[..., Any]:
             if _state["verbose"]:
                 raise
             typer.echo("error: %s" % e, err=True)
+            raise typer.Exit(2) from None
+        except ModuleNotFoundError as e:  # an optional dependency this command needs (e.g. torch on a Jetson)
+            extra = _OPTIONAL_EXTRAS.get((e.name or "").split(".")[0])
+            if extra is None or _state["verbose"]:
+                raise
+            typer.echo("error: yolo4 %s needs %s, which is not installed (pip install 'yolo4[%s]')"
+                       % (func.__name__.rstrip("_").replace("_", "-"), e.name.split(".")[0], extra), err=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.echo("aborted", err=True)
@@ -868,10 +882,13 @@ def selftest(
     onnx: Optional[Path] = typer.Option(None, help="the engine's source ONNX, when it is not where the "
                                         "engine's metadata says."),
     device: int = typer.Option(0, min=0, help="CUDA device index."),
+    cuda_graph: bool = typer.Option(False, "--cuda-graph", help="also run --engine with CUDA graphs; its line "
+                                    "FAILs when no graph was captured and relaunched."),
 ):
     """Check this machine: CUDA, driver, TensorRT and pycuda versions, GPU and compute capability; build
-    and run a tiny engine; the DIoU-NMS plugin against the numpy reference; GPU against CPU
-    preprocessing; CUDA graphs. One PASS / FAIL / SKIP line per check; exit status 1 on any FAIL."""
+    and run tiny engines (FP32, FP16, INT8, with the NMS plugins); the DIoU-NMS plugin against the numpy
+    reference; GPU against CPU preprocessing; CUDA graphs. One PASS / FAIL / SKIP line per check; exit
+    status 1 on any FAIL."""
     from .selftest import format_check, run_selftest
 
     if engine is not None and not engine.is_file():
@@ -879,7 +896,7 @@ def selftest(
     if onnx is not None and not onnx.is_file():
         raise Yolo4Error("ONNX model not found", onnx)
     checks = run_selftest(engine=str(engine) if engine else None, onnx=str(onnx) if onnx else None, device=device,
-                          on_check=lambda c: typer.echo(format_check(c)))
+                          on_check=lambda c: typer.echo(format_check(c)), cuda_graph=cuda_graph)
     counts = {s: sum(c.status == s for c in checks) for s in ("PASS", "FAIL", "SKIP")}
     typer.echo("%d passed, %d failed, %d skipped" % (counts["PASS"], counts["FAIL"], counts["SKIP"]))
     if counts["FAIL"]:
@@ -888,7 +905,14 @@ def selftest(
 
 def main(argv: Optional[List[str]] = None) -> None:
     """Console-script entry point (typer's standalone mode: usage errors exit 2 with a usage line)."""
-    app(args=argv, prog_name="yolo4")
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args:  # the help, and exit 2 as a usage error: click >= 8.2 does so, 8.1 (Python 3.8) exits 0
+        try:
+            app(args=["--help"], prog_name="yolo4")
+        except SystemExit:
+            pass
+        sys.exit(2)
+    app(args=args, prog_name="yolo4")
 
 
 if __name__ == "__main__":

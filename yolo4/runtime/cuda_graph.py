@@ -12,7 +12,8 @@ allocations do not invalidate the capture), ``cuStreamEndCapture``, ``cuGraphIns
 (CUDA 11.4+, JetPack 5), ``cuGraphLaunch``, ``cuGraphExecDestroy`` and ``cuGraphDestroy``. A graph
 stays valid as long as the tensor addresses and input shape it was captured with do not change;
 :class:`~yolo4.runtime.backends.tensorrt_backend.TensorRTBackend` keeps one graph per (execution
-context, batch size) and its buffers are allocated once.
+context, input shape), relaunched whenever that shape comes back, and its buffers are allocated once.
+The streams it captures on are created with :data:`STREAM_NON_BLOCKING`.
 
 Python 3.8, torch-free; ``libcuda`` is loaded on first use.
 """
@@ -21,10 +22,16 @@ import ctypes
 import ctypes.util
 from typing import Any, Callable, Optional
 
-__all__ = ["CudaGraph", "CudaGraphError", "capture", "load_libcuda", "CAPTURE_MODE_THREAD_LOCAL"]
+__all__ = ["CudaGraph", "CudaGraphError", "capture", "load_libcuda", "CAPTURE_MODE_THREAD_LOCAL",
+           "STREAM_NON_BLOCKING"]
 
 #: ``CUstreamCaptureMode``: ``CU_STREAM_CAPTURE_MODE_GLOBAL`` 0, ``THREAD_LOCAL`` 1, ``RELAXED`` 2
 CAPTURE_MODE_THREAD_LOCAL = 1
+#: ``CU_STREAM_NON_BLOCKING`` (``CUstream_flags``, cuda.h): a stream that does not synchronize with the
+#: legacy default stream, so another thread's legacy-stream call (a ``cudaMemcpy``, a pycuda
+#: ``memcpy_htod``) cannot invalidate a capture on it. pycuda's ``Stream(flags=...)`` passes the flags
+#: to ``cuStreamCreate`` unchanged (pycuda ``src/cpp/cuda.hpp``, class ``stream``).
+STREAM_NON_BLOCKING = 1
 
 _lib: Optional[Any] = None
 
@@ -146,10 +153,11 @@ def capture(stream_handle: int, enqueue: Callable[[], Any], lib: Any = None) -> 
         if graph.value:
             lib.cuGraphDestroy(graph)
         raise
-    _check(lib, lib.cuStreamEndCapture(stream, ctypes.byref(graph)), "cuStreamEndCapture")
-    if ok is not None and not ok:
-        if graph.value:
+    ended = lib.cuStreamEndCapture(stream, ctypes.byref(graph))
+    if ended != 0 or (ok is not None and not ok):
+        if graph.value:  # a graph handed back with an error (or after a failed enqueue) is never used
             lib.cuGraphDestroy(graph)
+        _check(lib, ended, "cuStreamEndCapture")
         raise CudaGraphError("the enqueue failed during stream capture (see the TensorRT message above)")
     exec_handle = ctypes.c_void_p()
     result = lib.cuGraphInstantiateWithFlags(ctypes.byref(exec_handle), graph, ctypes.c_ulonglong(0))

@@ -7,15 +7,23 @@ Opening an engine, in this order (each failure is one line naming the engine and
    :class:`ModelInfo`, the NMS in its graph (``nms``/``nms_params`` of the source ONNX), the
    optimization profile (:attr:`~yolo4.runtime.engine_meta.EngineMeta.batch_range`) and the
    TensorRT flavour/release that built it;
-2. the TensorRT module of that flavour (``tensorrt`` or ``tensorrt_rtx``), imported here, and the
-   release check (an engine runs only on the release that built it);
-3. pycuda and the GPU (:func:`~yolo4.runtime.engine_meta.cuda_device`), then
-   :func:`~yolo4.runtime.engine_meta.check_engine_compat` (compute capability);
+2. the TensorRT module of that flavour (``tensorrt`` or ``tensorrt_rtx``), imported here, the GPU
+   as the driver reports it (:func:`~yolo4.runtime.engine_meta.cuda_device`: ctypes, no pycuda) and
+   :func:`~yolo4.runtime.engine_meta.check_engine_compat` (release and compute capability; its
+   refusal names the engine's TensorRT/GPU, this machine's, and the ``yolo4 build-engine`` command
+   that rebuilds it); without a GPU the release alone, before the refusal for the missing GPU;
+3. pycuda;
 4. plugin libraries (:func:`plugin_libraries_to_load`: the ones recorded in the metadata, and the
    DIoU-NMS plugin of ``yolo4 build-plugin`` for an engine ending with ``DIoUNMS_TRT``);
-5. deserialization, then the execution contexts (default two; a dynamic-batch engine runs one per
-   optimization profile it was built with, :func:`usable_contexts`), each with its own CUDA stream,
-   its own buffers and, optionally, a CUDA graph of its enqueue (:mod:`yolo4.runtime.cuda_graph`).
+5. deserialization (on the DLA core the engine was built for, :attr:`EngineMeta.dla_core`, set as
+   ``IRuntime.DLA_core`` first: else an engine built for core 1 runs on core 0), then the execution
+   contexts (default two; a dynamic-batch engine runs one per optimization profile it was built with,
+   :func:`usable_contexts`), each with its own non-blocking CUDA stream, its own buffers and,
+   optionally, CUDA graphs of its enqueue, one per input shape (:mod:`yolo4.runtime.cuda_graph`).
+
+Closing (:meth:`Backend.close`, also on Ctrl-C with batches in flight) synchronizes every context's
+stream before it frees a buffer or drops a context; a :class:`TrtPending` collected after that
+raises one RuntimeError.
 
 I/O is by tensor name only (``num_io_tensors``, ``get_tensor_name``, ``get_tensor_mode``,
 ``get_tensor_dtype``, ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``: every
@@ -274,8 +282,10 @@ class _Slot:
         self.host: Dict[str, np.ndarray] = {}
         self.dev: Dict[str, Any] = {}
         self.shape: Optional[Tuple[int, ...]] = None  # the input shape set on the context
-        self.warmed = False  # one plain enqueue at ``shape`` happened (TensorRT's rule before capture)
-        self.graph: Any = None  # CudaGraph captured at ``shape``
+        self.warmed_shapes: set = set()  # shapes with one plain enqueue done (TensorRT's rule before capture)
+        self.graphs: Dict[Tuple[int, ...], Any] = {}  # input shape -> CudaGraph captured at it
+        self.captures = 0  # graphs captured on this context
+        self.launches = 0  # graph launches on this context
         self.pending: Optional[TrtPending] = None
 
 
@@ -288,7 +298,15 @@ class TrtPending(Pending):
         self._out: Optional[Tuple[np.ndarray, ...]] = None
 
     def result(self) -> Tuple[np.ndarray, ...]:
+        """The outputs (see :class:`Pending`).
+
+        Raises:
+            RuntimeError: the backend was closed before they were collected (its buffers are freed).
+        """
         if self._out is None:
+            if self._backend._closed or self._slot.stream is None:
+                raise RuntimeError(f"{self._backend.path}: the TensorRT backend was closed before this batch's "
+                                   "outputs were collected (call result() before close())")
             self._out = self._backend._finish(self._slot, self._n, self._plan)
             if self._slot.pending is self:
                 self._slot.pending = None
@@ -306,8 +324,11 @@ class TensorRTBackend(Backend):
             and enqueued on the next context and the previous one is post-processed on the CPU
             (:meth:`submit`, used by :class:`~yolo4.runtime.detector.Detector`).
         cuda_graph: capture each context's enqueue into a CUDA graph after one warm-up enqueue at
-            the same batch size and relaunch it (:mod:`yolo4.runtime.cuda_graph`); recaptured when the
-            batch size changes. A capture TensorRT refuses falls back to plain enqueues (one warning).
+            the same input shape and relaunch it (:mod:`yolo4.runtime.cuda_graph`); one graph per
+            (context, input shape) is kept, so alternating batch sizes relaunch, not recapture. A
+            capture TensorRT refuses falls back to plain enqueues (one warning): the stream is
+            synchronized, the enqueue retried plainly and, when TensorRT still reports the capture's
+            error, the execution context recreated.
 
     Attributes:
         info: :class:`ModelInfo` from the metadata.
@@ -315,11 +336,13 @@ class TensorRTBackend(Backend):
         nms, nms_params: the NMS in the engine's graph (None: outputs ``boxes``/``scores``).
         plugins: the plugin libraries loaded for it.
         contexts: execution contexts in use.
+        graph_stats: per context, ``(graphs captured, graph launches)`` (``yolo4 selftest`` checks them).
 
     Raises:
         Yolo4Error (ModelFileError): missing engine or metadata; TensorRT or pycuda not installed;
             another TensorRT flavour/release or GPU architecture than the engine's; no CUDA GPU; a
-            plugin library missing; TensorRT cannot deserialize the plan; unexpected I/O tensors.
+            DLA engine on a machine without that DLA core; a plugin library missing; TensorRT cannot
+            deserialize the plan; unexpected I/O tensors.
         ValueError: ``contexts < 1``.
     """
 
@@ -353,16 +376,17 @@ class TensorRTBackend(Backend):
 
         trt = _import_tensorrt(self.meta.trt_flavour, self.meta.trt_version, self.path)
         version = str(getattr(trt, "__version__", "0"))
-        # the release first: it needs no GPU (a stand-in ahead-of-time meta skips the GPU rules)
-        check_engine_compat(replace(self.meta, compute_capability=AHEAD_OF_TIME, target_compute_capabilities=[]),
-                            self.meta.trt_flavour, version, "8.0")
+        gpu = cuda_device(int(device))  # the driver through ctypes: no pycuda needed yet
+        if gpu is not None:  # release and GPU at once: the refusal names the engine's and this machine's
+            check_engine_compat(self.meta, self.meta.trt_flavour, version, gpu.compute_capability, gpu.name)
+        else:  # the release still first (a stand-in ahead-of-time meta skips the GPU rules)
+            check_engine_compat(replace(self.meta, compute_capability=AHEAD_OF_TIME, target_compute_capabilities=[]),
+                                self.meta.trt_flavour, version, "8.0")
         cuda = _import_pycuda(self.path)
-        gpu = cuda_device(int(device))
         if gpu is None:
             raise Yolo4Error(f"no CUDA GPU {int(device)} (no NVIDIA driver or no such device): a TensorRT "
                              "engine runs on an NVIDIA GPU; use the ONNX model on ONNX Runtime here (--onnx "
                              f"{self.meta.built_onnx or self.meta.onnx_path})", self.path)
-        check_engine_compat(self.meta, self.meta.trt_flavour, version, gpu.compute_capability, gpu.name)
         try:
             self._open(trt, cuda, int(device))
         except BaseException:
@@ -399,6 +423,7 @@ class TensorRTBackend(Backend):
             with open(self.path, "rb") as f:
                 plan = f.read()
             runtime = trt.Runtime(logger)
+            self._configure_runtime(runtime)
             engine = runtime.deserialize_cuda_engine(plan)
             if engine is None:
                 raise ModelFileError("TensorRT could not deserialize the engine (see the TensorRT message above); "
@@ -435,23 +460,53 @@ class TensorRTBackend(Backend):
                 self.nms = "trt"
             if not nms:
                 self.nms, self.nms_params = None, None
+            from ..cuda_graph import STREAM_NON_BLOCKING
+
             for k in range(self.contexts):
-                context = engine.create_execution_context()
-                if context is None:
-                    raise ModelFileError(f"TensorRT could not create execution context {k + 1} of {self.contexts} "
-                                         "(out of GPU memory? try --contexts 1)", self.path)
-                slot = _Slot(k, context, cuda.Stream())  # one stream per context
+                # one non-blocking stream per context: no implicit synchronization with the legacy
+                # default stream, which another thread's call could otherwise use to invalidate a capture
+                slot = _Slot(k, None, cuda.Stream(flags=STREAM_NON_BLOCKING))
                 self._slots.append(slot)
-                if self.meta.dynamic_batch and k > 0:  # profile k for context k (profile 0 is the default)
-                    if not context.set_optimization_profile_async(k, slot.stream.handle):
-                        raise ModelFileError(f"TensorRT refused optimization profile {k} (the engine has "
-                                             f"{self.meta.num_profiles})", self.path)
                 for b in self._max_plan.values():  # allocated once, for the largest batch, and reused
                     slot.host[b.name] = cuda.pagelocked_empty(b.size, b.dtype)
                     slot.dev[b.name] = cuda.mem_alloc(max(b.nbytes, 1))
-                    context.set_tensor_address(b.name, int(slot.dev[b.name]))
+                slot.context = self._make_context(slot)
         finally:
             self._ctx.pop()
+
+    def _configure_runtime(self, runtime: Any) -> None:
+        """What ``IRuntime`` must know before deserializing: the DLA core the engine was built for
+        (``DLA_core``, 8.5+; a one-line refusal when this machine has no such core) and, for a
+        version-compatible engine, ``engine_host_code_allowed`` (8.6+: its embedded lean runtime is
+        host code)."""
+        if getattr(self.meta, "version_compatible", False) and hasattr(runtime, "engine_host_code_allowed"):
+            runtime.engine_host_code_allowed = True
+        core = self.meta.dla_core
+        if core is None:
+            return
+        have = getattr(runtime, "num_DLA_cores", None)
+        if have is not None and int(core) >= int(have):
+            raise ModelFileError(f"the engine was built for DLA core {core}, this machine has {int(have)} DLA "
+                                 "core(s): run it on the Jetson it was built for, or rebuild it with `yolo4 "
+                                 "build-engine` (without --dla-core for the GPU)", self.path)
+        runtime.DLA_core = int(core)
+
+    def _make_context(self, slot: _Slot) -> Any:
+        """A new execution context for ``slot``: its optimization profile (context k uses profile k
+        of a dynamic-batch engine; profile 0 is the default) and the slot's buffers as tensor addresses.
+        Call with the CUDA context pushed."""
+        context = self._engine.create_execution_context()
+        if context is None:
+            raise ModelFileError(f"TensorRT could not create execution context {slot.index + 1} of {self.contexts} "
+                                 "(out of GPU memory? try --contexts 1)", self.path)
+        if self.meta.dynamic_batch and slot.index > 0:
+            if not context.set_optimization_profile_async(slot.index, slot.stream.handle):
+                raise ModelFileError(f"TensorRT refused optimization profile {slot.index} (the engine has "
+                                     f"{self.meta.num_profiles})", self.path)
+        for name, mem in slot.dev.items():
+            if not context.set_tensor_address(name, int(mem)):
+                raise ModelFileError(f"TensorRT refused the address of tensor {name!r}", self.path)
+        return context
 
     # -- the Backend contract -------------------------------------------------------------------------
 
@@ -466,6 +521,10 @@ class TensorRTBackend(Backend):
     @property
     def pipeline_depth(self) -> int:
         return len(self._slots) or 1
+
+    @property
+    def graph_stats(self) -> List[Tuple[int, int]]:
+        return [(s.captures, s.launches) for s in self._slots]
 
     def _forward(self, batch: np.ndarray) -> Tuple[np.ndarray, ...]:
         return self._submit_checked(batch).result()
@@ -550,39 +609,79 @@ class TensorRTBackend(Backend):
         return slot.pending, transforms
 
     def _enqueue(self, slot: _Slot, shape: Tuple[int, ...], plan: Dict[str, TensorBuffer]) -> None:
-        """Set the input shape, run the engine (plain enqueue or its CUDA graph), queue the output copies."""
+        """Set the input shape, run the engine (the context's CUDA graph for this shape, or a plain
+        enqueue), queue the output copies. Call with the CUDA context pushed."""
+        shape = tuple(int(v) for v in shape)
+        self._set_shape(slot, shape)
+        graph = slot.graphs.get(shape)
+        enqueued = False
+        if graph is None and self.cuda_graph and shape in slot.warmed_shapes:
+            graph = self._capture(slot, shape)
+            enqueued = graph is None  # refused: the batch already ran plainly
+        if graph is not None:
+            graph.launch(slot.stream.handle)
+            slot.launches += 1
+        elif not enqueued and not slot.context.execute_async_v3(slot.stream.handle):
+            raise RuntimeError(f"{self.path}: TensorRT execution failed (see the TensorRT message above)")
+        slot.warmed_shapes.add(shape)
+        for name in self._outputs:
+            t = plan[name]
+            self._cuda.memcpy_dtoh_async(slot.host[name][:t.size], slot.dev[name], slot.stream)
+
+    def _set_shape(self, slot: _Slot, shape: Tuple[int, ...]) -> None:
         if TYPE_CHECKING:
             import tensorrt as trt
         else:
             trt = self._trt
-        context = slot.context
-        if slot.shape != tuple(shape):
-            if slot.graph is not None:  # captured at another shape
-                slot.graph.destroy()
-                slot.graph = None
-            slot.warmed = False
-            if not context.set_input_shape(self._input.name, trt.Dims(list(shape))):
+        if slot.shape != shape:
+            if not slot.context.set_input_shape(self._input.name, trt.Dims(list(shape))):
                 raise RuntimeError(f"{self.path}: TensorRT refused input shape {list(shape)} (profile "
                                    f"{self.meta.profile})")
-            slot.shape = tuple(shape)
-        handle = slot.stream.handle
-        if self.cuda_graph and slot.warmed and slot.graph is None:
-            from ..cuda_graph import CudaGraphError, capture
+            slot.shape = shape
 
-            try:
-                slot.graph = capture(handle, lambda: context.execute_async_v3(handle))
-            except CudaGraphError as e:
-                warnings.warn(f"{self.path}: CUDA graph capture failed ({e}); running without graphs",
-                              Yolo4Warning, stacklevel=3)
-                self.cuda_graph = False
-        if slot.graph is not None:
-            slot.graph.launch(handle)
-        elif not context.execute_async_v3(handle):
-            raise RuntimeError(f"{self.path}: TensorRT execution failed (see the TensorRT message above)")
-        slot.warmed = True
-        for name in self._outputs:
-            t = plan[name]
-            self._cuda.memcpy_dtoh_async(slot.host[name][:t.size], slot.dev[name], slot.stream)
+    def _capture(self, slot: _Slot, shape: Tuple[int, ...]) -> Any:
+        """Capture the slot's enqueue at ``shape`` into a CUDA graph (kept for this shape), or, when
+        the capture is refused, switch graphs off (one warning), run the enqueue plainly and return None.
+        """
+        from ..cuda_graph import CudaGraphError, capture
+
+        context, handle = slot.context, slot.stream.handle
+        try:
+            graph = capture(handle, lambda: context.execute_async_v3(handle))
+        except CudaGraphError as e:
+            warnings.warn(f"{self.path}: CUDA graph capture failed ({e}); running without graphs",
+                          Yolo4Warning, stacklevel=4)
+            self.cuda_graph = False
+            self._recover_from_capture(slot, shape)
+            return None
+        slot.graphs[shape] = graph
+        slot.captures += 1
+        return graph
+
+    def _recover_from_capture(self, slot: _Slot, shape: Tuple[int, ...]) -> None:
+        """After a refused capture: wait for the stream, retry the enqueue plainly and, when TensorRT
+        still reports the capture's error (the enqueue returns false), replace the execution context
+        by a new one (same profile, same buffers) and run it there. Leaves the batch enqueued (the
+        caller skips its own enqueue).
+
+        trtexec (``samples/common/sampleInference.cpp`` ``createEnqueueFunction``, ``sampleDevice.h``
+        ``endCaptureOnError``) ends the capture and clears the error with ``cudaGetLastError``; that
+        sticky error lives in the CUDA runtime TensorRT calls, which this process reaches only through
+        the driver API (pycuda), hence the new context instead. :func:`~yolo4.runtime.cuda_graph.capture`
+        has already ended and discarded the capture."""
+        slot.stream.synchronize()
+        if slot.context.execute_async_v3(slot.stream.handle):
+            return
+        for g in slot.graphs.values():  # captured on the old context
+            g.destroy()
+        slot.graphs.clear()
+        slot.warmed_shapes.clear()
+        slot.context = self._make_context(slot)
+        slot.shape = None
+        self._set_shape(slot, shape)
+        if not slot.context.execute_async_v3(slot.stream.handle):
+            raise RuntimeError(f"{self.path}: TensorRT execution failed after a refused CUDA graph capture, also on "
+                               "a new execution context (see the TensorRT message above)")
 
     def _finish(self, slot: _Slot, n: int, plan: Dict[str, TensorBuffer]) -> Tuple[np.ndarray, ...]:
         """Wait for the slot's stream (one synchronize per batch) and copy its outputs out."""
@@ -600,14 +699,28 @@ class TensorRTBackend(Backend):
         return tuple(out)
 
     def _release(self) -> None:
+        """Synchronize every context's stream (batches may be in flight: Ctrl-C in a video loop), then
+        destroy the graphs, free device and page-locked memory and drop the contexts, the engine and
+        the runtime, in that order. A stream that fails to synchronize (a faulted context) is reported
+        as one warning; the rest is still released."""
         if self._ctx is None:
             return
         self._ctx.push()
         try:
+            failed = []
             for slot in self._slots:
-                if slot.graph is not None:
-                    slot.graph.destroy()
-                    slot.graph = None
+                if slot.stream is not None:
+                    try:
+                        slot.stream.synchronize()
+                    except Exception as e:  # pycuda's LogicError/LaunchError: the context is unusable anyway
+                        failed.append(f"context {slot.index}: {_first_line(e)}")
+            if failed:
+                warnings.warn(f"{self.path}: closing with work in flight that failed ({'; '.join(failed)})",
+                              Yolo4Warning, stacklevel=3)
+            for slot in self._slots:
+                for g in slot.graphs.values():
+                    g.destroy()
+                slot.graphs.clear()
                 for mem in slot.dev.values():
                     mem.free()
                 slot.dev.clear()
