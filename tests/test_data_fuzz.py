@@ -383,14 +383,17 @@ def test_fuzz_image_headers(tmp_path, deadline):
     rng = random.Random(f"{SEED}-images")
     counts = {"size ok": 0, "size refused": 0, "read ok": 0, "read refused": 0, "read skipped": 0}
     failures: List[str] = []
-    log_level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # libtiff/libpng complaints
+    cv_log = getattr(cv2.utils, "logging", None)  # absent from OpenCV 4.5.4 (the oldest-versions lane)
+    log_level = cv_log.getLogLevel() if cv_log else None
+    if cv_log:
+        cv_log.setLogLevel(cv_log.LOG_LEVEL_SILENT)  # libtiff/libpng complaints
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's "Tag data larger than file" and the like
             _mutate_images(rng, bases, tmp_path, counts, failures, deadline)
     finally:
-        cv2.utils.logging.setLogLevel(log_level)
+        if cv_log:
+            cv_log.setLogLevel(log_level)
     print(f"\nfuzz image-headers: {N_IMAGES} mutants; image_size {counts['size ok']} read, "
           f"{counts['size refused']} ImageReadError; imread {counts['read ok']} decoded, "
           f"{counts['read refused']} ImageReadError, {counts['read skipped']} not tried (large valid "

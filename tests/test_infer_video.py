@@ -215,7 +215,11 @@ def _cli(monkeypatch, backend, *args):
         return backend
 
     monkeypatch.setattr(yolo4.pipeline, "open_backend", fake_open_backend)
-    result = CliRunner().invoke(app, [str(x) for x in args])
+    try:  # click < 8.2 (Python 3.8's 8.1.8) mixes stderr into stdout unless asked; 8.2 keeps both
+        runner = CliRunner(mix_stderr=False)
+    except TypeError:
+        runner = CliRunner()
+    result = runner.invoke(app, [str(x) for x in args])
     return result, opened
 
 

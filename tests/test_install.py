@@ -1,17 +1,21 @@
 """Reproducible installs: constraints.txt pins every package the suite runs with, scripts/setup-env.sh
 installs through it, and the environment running these tests is the pinned one."""
 
+import os
 import re
 import sys
 from importlib import metadata
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+#: the pins this environment was installed with: constraints.txt, or constraints-oldest.txt in the
+#: oldest-versions lane (scripts/test-oldest.sh sets YOLO4_CONSTRAINTS)
+CONSTRAINTS = Path(os.environ.get("YOLO4_CONSTRAINTS", REPO / "constraints.txt"))
 
 
-def _pins():
+def _pins(path=REPO / "constraints.txt"):
     pins = {}
-    for line in (REPO / "constraints.txt").read_text().splitlines():
+    for line in path.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
@@ -47,9 +51,9 @@ def test_every_declared_dependency_is_pinned():
 
 
 def test_this_environment_is_the_pinned_one():
-    """What the suite runs with is what constraints.txt says (a drifted venv fails here, not later)."""
+    """What the suite runs with is what its constraints file says (a drifted venv fails here, not later)."""
     wrong = []
-    for name, version in _pins().items():
+    for name, version in _pins(CONSTRAINTS).items():
         try:
             have = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -3,7 +3,8 @@
 Images are read with OpenCV (``cv2.imdecode`` on the file's bytes, so paths with non-ASCII characters
 work on every platform) and returned as ``HxWx3 uint8`` BGR, OpenCV's and darknet's channel order
 (darknet's ``load_image_cv`` also decodes with OpenCV). EXIF orientation is applied by OpenCV's
-decoder, and :func:`image_size` reports the size *after* that rotation, so the two always agree.
+decoder (for PNG not by OpenCV 4.5.4, JetPack's: :func:`opencv_applies_png_exif`), and :func:`image_size`
+reports the size *after* what this OpenCV applies, so the two always agree.
 
 Size limit
 ----------
@@ -19,6 +20,7 @@ same limit before decoding, so a small file whose header claims 20 gigapixels is
 line instead of exhausting memory.
 """
 
+import functools
 import os
 import struct
 from typing import Any, Optional, Tuple, Union
@@ -45,6 +47,25 @@ MAX_IMAGE_SIDE = 1 << 20
 # EXIF Orientation values that transpose the image (90 or 270 degree rotations).
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+
+
+@functools.lru_cache(maxsize=None)
+def opencv_applies_png_exif() -> bool:
+    """Whether this OpenCV's PNG decoder applies an eXIf chunk's orientation, as its JPEG decoder
+    always does. OpenCV 4.5.4 (JetPack 5.1's, and opencv-python-headless 4.5.4.60) does not, newer
+    releases do; found once by decoding a 2x1 PNG with orientation 6 ("rotate 90 CW"). Needs Pillow
+    (it is only asked when Pillow read the header)."""
+    import io
+
+    import cv2
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[_EXIF_ORIENTATION] = 6
+    buf = io.BytesIO()
+    Image.new("RGB", (2, 1)).save(buf, "PNG", exif=exif.tobytes())
+    img = cv2.imdecode(np.frombuffer(buf.getvalue(), np.uint8), cv2.IMREAD_COLOR)
+    return img is not None and img.shape[:2] == (2, 1)
 
 
 def is_image_file(path: PathLike) -> bool:
@@ -226,7 +247,7 @@ def _size_and_orientation(im: Any) -> Tuple[int, int, Optional[int]]:
     orientation = None
     # PngImageFile.getexif() decodes the whole image to look for an eXIf chunk after the pixels:
     # only an eXIf chunk before them (where Pillow and most writers put it) is read here.
-    if getattr(im, "format", None) != "PNG" or "exif" in im.info:
+    if getattr(im, "format", None) != "PNG" or ("exif" in im.info and opencv_applies_png_exif()):
         try:
             orientation = im.getexif().get(_EXIF_ORIENTATION)
         except Exception:  # a broken EXIF block must not hide a readable size

@@ -121,6 +121,8 @@ def _resize_content(img: np.ndarray, input_hw: Tuple[int, int], letter_box: bool
     new_w, new_h, pad_x, pad_y = letterbox_geometry((w, h), input_hw, letter_box)
     if (new_w, new_h) == (w, h):
         resized = img
+    elif (w, h) == (1, 1):  # OpenCV 4.5.4 (JetPack 5.1's) refuses a 1x1x3 array; bilinear = the one pixel
+        resized = np.ascontiguousarray(np.broadcast_to(img, (new_h, new_w, 3)))
     else:
         resized = cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     t = Transform(scale_x=new_w / w, scale_y=new_h / h, pad_x=float(pad_x), pad_y=float(pad_y),
