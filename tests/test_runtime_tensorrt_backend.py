@@ -279,7 +279,13 @@ class FakeCuda:
                 fake.calls.append("sync")
                 fake.tagged.append(("sync", self.handle))
 
-        self.Device, self.Stream = Device, Stream
+        class Context:
+            @staticmethod
+            def pop():  # pycuda's Context.pop is static: cuCtxPopCurrent of whatever is current
+                assert fake.stack, "cuCtxPopCurrent with no current context"
+                fake.stack.pop()
+
+        self.Device, self.Stream, self.Context = Device, Stream, Context
 
     @property
     def pushed(self):

@@ -412,12 +412,12 @@ class TensorRTBackend(Backend):
             import tensorrt as trt
         else:
             trt = trt_module
-        cuda.init()
+        from ..cuda_context import PrimaryContext
+
         self._cuda = cuda
         self._trt = trt_module
-        self._ctx = cuda.Device(device).retain_primary_context()  # the context TensorRT's runtime API uses
-        self._ctx.push()
-        try:
+        self._ctx = PrimaryContext(cuda, device)  # the context TensorRT's runtime API uses (cuda.init() inside)
+        with self._ctx:
             logger = trt.Logger(trt.Logger.WARNING)
             self._load_plugins(trt_module, logger)
             with open(self.path, "rb") as f:
@@ -471,8 +471,6 @@ class TensorRTBackend(Backend):
                     slot.host[b.name] = cuda.pagelocked_empty(b.size, b.dtype)
                     slot.dev[b.name] = cuda.mem_alloc(max(b.nbytes, 1))
                 slot.context = self._make_context(slot)
-        finally:
-            self._ctx.pop()
 
     def _configure_runtime(self, runtime: Any) -> None:
         """What ``IRuntime`` must know before deserializing: the DLA core the engine was built for
@@ -560,12 +558,9 @@ class TensorRTBackend(Backend):
         host_in[:n] = batch.astype(inp.dtype, copy=False)
         if b > n:
             host_in[n:] = 0
-        self._ctx.push()
-        try:
+        with self._ctx:
             self._cuda.memcpy_htod_async(slot.dev[inp.name], host_in, slot.stream)
             self._enqueue(slot, inp.shape, plan)
-        finally:
-            self._ctx.pop()
         slot.pending = TrtPending(self, slot, n, plan)
         return slot.pending
 
@@ -591,8 +586,7 @@ class TensorRTBackend(Backend):
         plan = {t.name: t for t in plan_buffers(self._descs, b)}
         inp = plan[self._input.name]
         slot = self._next_slot()
-        self._ctx.push()
-        try:
+        with self._ctx:
             if self._gpu_pre is None:
                 from ..gpu_preprocess import GpuPreprocessor
 
@@ -603,8 +597,6 @@ class TensorRTBackend(Backend):
                 self._cuda.memset_d8_async(int(slot.dev[inp.name]) + n * pad, 0, (b - n) * pad, slot.stream)
             transforms = self._gpu_pre.run(list(images), int(slot.dev[inp.name]), slot.stream)
             self._enqueue(slot, inp.shape, plan)
-        finally:
-            self._ctx.pop()
         slot.pending = TrtPending(self, slot, n, plan)
         return slot.pending, transforms
 
@@ -685,11 +677,8 @@ class TensorRTBackend(Backend):
 
     def _finish(self, slot: _Slot, n: int, plan: Dict[str, TensorBuffer]) -> Tuple[np.ndarray, ...]:
         """Wait for the slot's stream (one synchronize per batch) and copy its outputs out."""
-        self._ctx.push()
-        try:
+        with self._ctx:
             slot.stream.synchronize()
-        finally:
-            self._ctx.pop()
         out = []
         for name in self._outputs:
             t = plan[name]
@@ -705,36 +694,36 @@ class TensorRTBackend(Backend):
         as one warning; the rest is still released."""
         if self._ctx is None:
             return
-        self._ctx.push()
+        ctx = self._ctx
         try:
-            failed = []
-            for slot in self._slots:
-                if slot.stream is not None:
-                    try:
-                        slot.stream.synchronize()
-                    except Exception as e:  # pycuda's LogicError/LaunchError: the context is unusable anyway
-                        failed.append(f"context {slot.index}: {_first_line(e)}")
-            if failed:
-                warnings.warn(f"{self.path}: closing with work in flight that failed ({'; '.join(failed)})",
-                              Yolo4Warning, stacklevel=3)
-            for slot in self._slots:
-                for g in slot.graphs.values():
-                    g.destroy()
-                slot.graphs.clear()
-                for mem in slot.dev.values():
-                    mem.free()
-                slot.dev.clear()
-                slot.host.clear()
-                slot.context = None
-                slot.stream = None
-                slot.pending = None
-            self._slots = []
-            if self._gpu_pre is not None:
-                self._gpu_pre.close()
-                self._gpu_pre = None
-            self._engine = None
-            self._runtime = None
+            with ctx:
+                failed = []
+                for slot in self._slots:
+                    if slot.stream is not None:
+                        try:
+                            slot.stream.synchronize()
+                        except Exception as e:  # pycuda's LogicError/LaunchError: the context is unusable anyway
+                            failed.append(f"context {slot.index}: {_first_line(e)}")
+                if failed:
+                    warnings.warn(f"{self.path}: closing with work in flight that failed ({'; '.join(failed)})",
+                                  Yolo4Warning, stacklevel=3)
+                for slot in self._slots:
+                    for g in slot.graphs.values():
+                        g.destroy()
+                    slot.graphs.clear()
+                    for mem in slot.dev.values():
+                        mem.free()
+                    slot.dev.clear()
+                    slot.host.clear()
+                    slot.context = None
+                    slot.stream = None
+                    slot.pending = None
+                self._slots = []
+                if self._gpu_pre is not None:
+                    self._gpu_pre.close()
+                    self._gpu_pre = None
+                self._engine = None
+                self._runtime = None
         finally:
-            self._ctx.pop()
-            self._ctx.detach()
             self._ctx = None
+            ctx.detach()  # cuDevicePrimaryCtxRelease, outside the with block
