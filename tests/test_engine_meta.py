@@ -162,7 +162,8 @@ def test_compat_accepts_the_same_release_and_gpu(tmp_path):
 
 
 @pytest.mark.parametrize("flavour, version, cc, needles", [
-    ("tensorrt", "8.6.1.6", "7.2", ["built with TensorRT 8.5.2", "this is TensorRT 8.6.1", "yolo4 build-engine"]),
+    ("tensorrt", "8.6.1.6", "7.2", ["built with TensorRT 8.5.2", "this machine has TensorRT 8.6.1 on Orin (compute capability 7.2)",
+      "yolo4 build-engine"]),
     ("tensorrt", "10.3.0.30", "7.2", ["TensorRT 8.5.2", "TensorRT 10.3.0"]),
     ("tensorrt-rtx", "1.7.1.116", "8.6", ["TensorRT 8.5.2", "TensorRT for RTX 1.7.1", "yolo4 build-engine"]),
     ("tensorrt", "8.5.2.2", "8.7", ["compute capability 7.2 (Xavier)", "this GPU (Orin) is 8.7", "yolo4 build-engine"]),
@@ -192,7 +193,7 @@ def test_compat_rtx_targets(tmp_path):
         check_engine_compat(meta, "tensorrt-rtx", "1.7.1.116", "12.0", gpu_name="NVIDIA GeForce RTX 5090")
     msg = str(e.value)
     assert "ahead of time for compute capability 8.6, 8.9" in msg and "--compute-capability 12.0" in msg
-    with pytest.raises(ModelFileError, match="built with TensorRT for RTX 1.7.1, this is TensorRT for RTX 1.8.0"):
+    with pytest.raises(ModelFileError, match="built with TensorRT for RTX 1.7.1, this machine has TensorRT for RTX 1.8.0"):
         check_engine_compat(meta, "tensorrt-rtx", "1.8.0.5", "8.6")
     with pytest.raises(ModelFileError, match="engines of one cannot run on the other"):
         check_engine_compat(meta, "tensorrt", "10.13.3.9", "8.6")
@@ -262,7 +263,7 @@ def test_version_compatible_engine_runs_on_later_releases(tmp_path):
         check_engine_compat(meta, "tensorrt", "8.5.2.2", "8.7", gpu_name="Orin")
     msg = str(e.value)
     for needle in ("built with TensorRT 8.6.1 on Orin (compute capability 8.7), version-compatible",
-                   "this is TensorRT 8.5.2", "an older release",
+                   "this machine has TensorRT 8.5.2", "an older release",
                    "rebuild it here with `yolo4 build-engine /models/tiny.onnx -o %s" % (tmp_path / "m.engine"),
                    " --version-compatible "):
         assert needle in msg, (needle, msg)

@@ -439,7 +439,8 @@ def _built_on(meta: EngineMeta) -> str:
 
 
 def check_engine_compat(meta: EngineMeta, flavour: str, version: str,
-                        compute_capability: Union[str, Sequence[int]], gpu_name: Optional[str] = None) -> None:
+                        compute_capability: Optional[Union[str, Sequence[int]]],
+                        gpu_name: Optional[str] = None) -> None:
     """Refuse an engine this TensorRT and GPU cannot run, in one line, before TensorRT is asked.
 
     Rules (module docstring: sources):
@@ -462,7 +463,8 @@ def check_engine_compat(meta: EngineMeta, flavour: str, version: str,
         meta: the engine's metadata (:func:`read_engine_meta`).
         flavour: the runtime's flavour, ``tensorrt`` or ``tensorrt-rtx``.
         version: the runtime's ``__version__``.
-        compute_capability: the GPU's, ``"8.6"`` or ``(8, 6)`` (:func:`cuda_device`).
+        compute_capability: the GPU's, ``"8.6"`` or ``(8, 6)`` (:func:`cuda_device`); None when no GPU
+            was found: the flavour and release are checked, not the GPU.
         gpu_name: the GPU's name, for the warning and messages; None = not compared.
 
     Raises:
@@ -473,24 +475,30 @@ def check_engine_compat(meta: EngineMeta, flavour: str, version: str,
     built = _built_on(meta)
     here = flavour_name(flavour, version)
     rebuild = f"rebuild it here with `{rebuild_command(meta, where)}`"
+    cc: Optional[Tuple[int, int]] = None
+    here_gpu = f"{here} (no GPU found)"
+    if compute_capability is not None:
+        try:
+            cc = parse_compute_capability(compute_capability)
+        except ValueError as e:
+            raise ModelFileError(str(e), where) from None
+        here_gpu = f"{here} on {gpu_name or 'a GPU'} (compute capability %d.%d)" % cc
     if meta.trt_flavour != flavour:
-        raise ModelFileError(f"the engine was built with {built}, this runtime is {here}: engines of one "
+        raise ModelFileError(f"the engine was built with {built}, this machine has {here_gpu}: engines of one "
                              f"cannot run on the other; {rebuild}", where)
     mine, theirs = _version3(version), _version3(meta.trt_version)
     if meta.version_compatible:
         if mine < theirs or mine[:2] < VERSION_COMPATIBLE_MIN:
             raise ModelFileError(f"the engine was built with {built}, version-compatible (it runs on "
-                                 f"{flavour_name(meta.trt_flavour, meta.trt_version)} and later releases), this is "
-                                 f"{here}: an older release; {rebuild}", where)
+                                 f"{flavour_name(meta.trt_flavour, meta.trt_version)} and later releases), this "
+                                 f"machine has {here_gpu}: an older release; {rebuild}", where)
     elif mine != theirs:
         hint = "" if flavour == "tensorrt-rtx" else (" (build it with --version-compatible, TensorRT 8.6 or "
                                                      "later, to run it on later releases)")
-        raise ModelFileError(f"the engine was built with {built}, this is {here}: an engine runs only on "
-                             f"the TensorRT release that built it{hint}; {rebuild}", where)
-    try:
-        cc = parse_compute_capability(compute_capability)
-    except ValueError as e:
-        raise ModelFileError(str(e), where) from None
+        raise ModelFileError(f"the engine was built with {built}, this machine has {here_gpu}: an engine runs "
+                             f"only on the TensorRT release that built it{hint}; {rebuild}", where)
+    if cc is None:
+        return
     cc_s = "%d.%d" % cc
     gpu = f" ({gpu_name})" if gpu_name else ""
     if meta.ahead_of_time:

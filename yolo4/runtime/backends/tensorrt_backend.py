@@ -49,14 +49,13 @@ created, not when this module is imported.
 import importlib
 import os
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ...errors import ModelFileError, Yolo4Error, Yolo4Warning
 from ..engine_meta import (
-    AHEAD_OF_TIME,
     EngineMeta,
     check_engine_compat,
     cuda_device,
@@ -379,9 +378,8 @@ class TensorRTBackend(Backend):
         gpu = cuda_device(int(device))  # the driver through ctypes: no pycuda needed yet
         if gpu is not None:  # release and GPU at once: the refusal names the engine's and this machine's
             check_engine_compat(self.meta, self.meta.trt_flavour, version, gpu.compute_capability, gpu.name)
-        else:  # the release still first (a stand-in ahead-of-time meta skips the GPU rules)
-            check_engine_compat(replace(self.meta, compute_capability=AHEAD_OF_TIME, target_compute_capabilities=[]),
-                                self.meta.trt_flavour, version, "8.0")
+        else:  # the release still first, then the refusal for the missing GPU
+            check_engine_compat(self.meta, self.meta.trt_flavour, version, None)
         cuda = _import_pycuda(self.path)
         if gpu is None:
             raise Yolo4Error(f"no CUDA GPU {int(device)} (no NVIDIA driver or no such device): a TensorRT "
