@@ -12,7 +12,8 @@
   libraries cannot be installed here), the library loads through :func:`yolo4.plugins.load_plugin_library`
   and registers one creator, ``DIoUNMS_TRT`` version ``1``, of the interface diouNMSCompat.h chooses.
 
-No GPU here: the kernels are compiled, never run (``test_plugin_host.py`` runs their stages on the CPU).
+No GPU here: the kernels are compiled, never run on a GPU (``test_plugin_host.py`` runs their stages on the
+CPU, ``test_plugin_hipcpu.py`` the kernels themselves through HIP-CPU).
 """
 
 import os
@@ -35,9 +36,10 @@ TRT_VERSIONS = ("8.5.2", "8.6.1", "10.0.1", "10.13.3", "11.1")
 #: (release, glue): v2 = IPluginV2DynamicExt only, v3 = IPluginV3 only (10.0+), default = what build-plugin compiles
 GLUE_MATRIX = [(v, g) for v in TRT_VERSIONS for g in ("v2", "v3", "default") if g != "v3" or not v.startswith("8.")]
 GLUE_DEFINES = {"v2": ["-DDIOU_NMS_WITH_V3=0"], "v3": ["-DDIOU_NMS_WITH_V2=0"], "default": []}
-#: what the library registers as DIoUNMS_TRT/1 by release (the ONNX parser imports V3 plugins from 10.1;
+#: what the library registers as DIoUNMS_TRT/1 by release (the ONNX parser imports V3 plugins from 10.0:
+#: onnx-tensorrt 10.0-GA FallbackPluginImporter;
 #: the V2 creator goes through registerCreator(IPluginCreator&), which 11.x no longer has)
-REGISTERED = {"8.5.2": "IPluginCreator", "8.6.1": "IPluginCreator", "10.0.1": "IPluginCreator",
+REGISTERED = {"8.5.2": "IPluginCreator", "8.6.1": "IPluginCreator", "10.0.1": "PLUGIN CREATOR_V3ONE",
               "10.13.3": "PLUGIN CREATOR_V3ONE", "11.1": "PLUGIN CREATOR_V3ONE"}
 KERNEL_ARCHS = ("75", "87")
 

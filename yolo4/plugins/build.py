@@ -34,7 +34,7 @@ from . import PLUGIN_LIBRARY_NAME, default_plugin_path, load_plugin_library, plu
 
 __all__ = ["TARGET_ARCHS", "CudaToolkit", "TensorRTInstall", "BuildResult", "find_cuda", "find_tensorrt",
            "tensorrt_header_version", "select_archs", "compile_kernels", "build_plugin", "build_kernels_library",
-           "build_host_library",
+           "build_host_library", "build_hipcpu_library", "HIPCPU_KERNELS",
            "KERNEL_SOURCES", "GLUE_SOURCES",
            "PREPROCESS_LIBRARY_NAME", "PREPROCESS_SOURCES", "preprocess_source_dir", "default_preprocess_path",
            "build_preprocess_library", "build_preprocess_host_library"]
@@ -445,16 +445,89 @@ def build_host_library(out_dir: PathLike, cxx: Optional[str] = None) -> Path:
 
 
 def _host_library(src: Path, names: Sequence[str], stem: str, extra_flags: Sequence[str], out_dir: PathLike,
-                  cxx: Optional[str]) -> Path:
+                  cxx: Optional[str], key_extra: Sequence[str] = (),
+                  main_source: Optional[Callable[[Path], Path]] = None, warnings: bool = True) -> Path:
     """g++ ``names[0]`` (the other names: headers it includes, part of the cache key) into
-    ``out_dir/<stem>-<digest>.so``, atomically; reused when sources, flags and compiler are the same."""
+    ``out_dir/<stem>-<digest>.so``, atomically; reused when sources, flags, ``key_extra`` and compiler are
+    the same. ``main_source(out_without_suffix)`` (optional) writes the file to compile instead of
+    ``names[0]`` (e.g. a rewritten copy) and returns its path."""
     cxx = cxx or _cxx()
     flags = ["-std=c++17", "-O2", "-ffp-contract=off", "-fPIC", "-shared"] + list(extra_flags)
-    out = Path(out_dir) / f"{stem}-{_digest(src, names, flags + [cxx])}.so"
+    out = Path(out_dir) / f"{stem}-{_digest(src, names, flags + [cxx] + list(key_extra))}.so"
     if not out.is_file():
+        source = main_source(out.with_suffix("")) if main_source is not None else src / names[0]
+        link = [f for f in flags if f.startswith(("-l", "-L", "-Wl,"))]  # after the source on the command
+        compile_flags = [f for f in flags if f not in link]
         with atomic_path(out, ".so") as tmp:
-            _run([cxx] + flags + ["-Wall", "-Wextra", src / names[0], "-o", tmp], f"{cxx} (CPU build)")
+            _run([cxx] + compile_flags + (["-Wall", "-Wextra"] if warnings else []) + [source, "-o", tmp] + link,
+                 f"{cxx} (CPU build)")
     return out
+
+
+# ---- the CUDA kernels on the CPU (HIP-CPU) --------------------------------------------------------
+#: which kernel file each HIP-CPU build compiles, and the headers it includes (cache key)
+HIPCPU_KERNELS = {
+    "diou_nms": ("diouNMSKernels.cu", "diouNMSKernels.h", "diouNMSCommon.cuh", "diouNMSParameters.h",
+                 "test/hipcpu/cub_hipcpu.h", "test/hipcpu/cub/cub.cuh", "test/hipcpu/cubHipcpuCheck.cpp"),
+    "preprocess": ("preprocess.cu", "preprocessCommon.h"),
+}
+
+
+def build_hipcpu_library(which: str, out_dir: PathLike, hip_cpu: PathLike, tbb_prefix: PathLike,
+                         sanitize: bool = False, defines: Sequence[str] = (), cxx: Optional[str] = None) -> Path:
+    """The unchanged CUDA kernel file ``which`` (``"diou_nms"``: ``diouNMSKernels.cu``; ``"preprocess"``:
+    ``preprocess.cu``) compiled with g++ for the CPU against the HIP CPU Runtime, for the test suite.
+
+    ``hip_cpu`` is the HIP-CPU folder (``include/``, ``cuda-shim/``, ``cu2hipcpu.py``: the launch rewriter
+    ``k<<<g, b, s, st>>>(...)`` -> ``hipLaunchKernelGGL``), ``tbb_prefix`` a prefix with TBB's headers
+    (``include/tbb``) and ``lib/libtbb.so`` (the ``tbb-devel`` wheel's venv). The DIoU-NMS kernels get the CPU
+    stand-in of CUB (``diou_nms/test/hipcpu``, first on the include path) and the stand-in's own check entry
+    points (``cubHipcpuCheck.cpp``: ``cubBlockCheck``, ``cubScanCheck``, ``cubSortCheck``). The library exports the file's C
+    API plus ``int hipcpu_sync(void)`` (``hipDeviceSynchronize``: launches are asynchronous, as on a GPU; call
+    it before reading outputs). Pointers are host pointers. ``sanitize``: ``-fsanitize=address,undefined``
+    (load with the sanitizer runtimes preloaded). ``defines``: extra ``-D`` flags. Cached in ``out_dir`` by
+    content (sources, HIP-CPU's headers and rewriter, flags, compiler).
+
+    Raises:
+        Yolo4Error: an unknown ``which``, HIP-CPU or TBB missing, or a compile error.
+    """
+    import sys
+
+    if which not in HIPCPU_KERNELS:
+        raise Yolo4Error(f"unknown HIP-CPU kernel file {which!r} (one of {', '.join(HIPCPU_KERNELS)})")
+    hip = Path(hip_cpu).resolve()
+    tbb = Path(tbb_prefix).resolve()
+    rewriter = hip / "cu2hipcpu.py"
+    if not (hip / "include" / "hip" / "hip_runtime.h").is_file() or not rewriter.is_file():
+        raise Yolo4Error("not a HIP-CPU folder (include/hip/hip_runtime.h, cu2hipcpu.py)", hip)
+    if not (tbb / "include" / "tbb").is_dir() or not (tbb / "lib" / "libtbb.so").exists():
+        raise Yolo4Error("TBB headers and libtbb.so not found under this prefix (pip install tbb-devel)", tbb)
+    src = preprocess_source_dir() if which == "preprocess" else plugin_source_dir()
+    names = HIPCPU_KERNELS[which]
+    flags = ["-O1"]  # HIP-CPU's templates compile 2x slower at -O2, and run no faster here
+    if which != "preprocess":
+        flags += ["-I", str(src / "test" / "hipcpu")]  # the CUB stand-in first
+    flags += ["-I", str(hip / "cuda-shim"), "-I", str(hip / "include"), "-isystem", str(tbb / "include"),
+              "-I", str(src)] + ["-D" + d for d in defines]
+    if sanitize:
+        flags += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]  # no -g: a lighter build
+    flags += ["-L" + str(tbb / "lib"), "-ltbb", "-lpthread", "-Wl,-rpath," + str(tbb / "lib")]
+    hip_files = sorted(str(p) for p in (hip / "include").rglob("*.h*")) + sorted(
+        str(p) for p in (hip / "cuda-shim").glob("*.h")) + [str(rewriter)]
+    key = [hashlib.sha256(b"".join(Path(p).read_bytes() for p in hip_files)).hexdigest()]
+
+    def rewrite(stem: Path) -> Path:
+        cpp = stem.with_suffix(".cpp")
+        _run([sys.executable, rewriter, src / names[0], cpp], "cu2hipcpu.py")
+        with open(cpp, "a") as f:
+            if which == "diou_nms":
+                f.write('\n#include "cubHipcpuCheck.cpp"\n')
+            f.write('\nextern "C" __attribute__((visibility("default"))) int hipcpu_sync(void)\n'
+                    "{\n    return static_cast<int>(hipDeviceSynchronize());\n}\n")
+        return cpp
+
+    stem = "libhipcpu_%s%s" % (which, "_asan" if sanitize else "")
+    return _host_library(src, names, stem, flags, out_dir, cxx, key_extra=key, main_source=rewrite, warnings=False)
 
 
 # ---- GPU preprocessing (yolo4/plugins/preprocess) -------------------------------------------------

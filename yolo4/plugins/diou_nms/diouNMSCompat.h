@@ -16,9 +16,11 @@
  *   8.5's --plugins). It exports no getCreators/getPluginCreators entry: IPluginRegistry::loadLibrary
  *   (trtexec --dynamicPlugins) would register the same creator a second time.
  * - One creator per (name, version, namespace): the registry refuses a second one, so only one glue
- *   is registered as DIoUNMS_TRT version "1": DIOU_NMS_REGISTER = 3 (IPluginV3) where TensorRT's ONNX
- *   parser imports V3 plugins (10.1 and later), else 2 (IPluginV2DynamicExt: 8.5, 8.6, 10.0). An
- *   engine records which interface built it: build and run engines with the same library.
+ *   is registered as DIoUNMS_TRT version "1": DIOU_NMS_REGISTER = 3 (IPluginV3) where it exists (10.0 and
+ *   later: TensorRT's ONNX parser imports V3 plugins from 10.0 on -- onnx-tensorrt 10.0-GA's
+ *   FallbackPluginImporter takes an IPluginCreatorV3One when the creator's kind is not
+ *   "PLUGIN CREATOR_V1"), else 2 (IPluginV2DynamicExt: 8.5, 8.6). An engine records which interface
+ *   built it: build and run engines with the same library.
  */
 #ifndef DIOU_NMS_COMPAT_H
 #define DIOU_NMS_COMPAT_H
@@ -47,7 +49,7 @@
 #endif
 
 #ifndef DIOU_NMS_REGISTER
-#if DIOU_NMS_WITH_V3 && (DIOU_NMS_TRT_AT_LEAST(10, 1) || !DIOU_NMS_WITH_V2)
+#if DIOU_NMS_WITH_V3
 #define DIOU_NMS_REGISTER 3
 #else
 #define DIOU_NMS_REGISTER 2

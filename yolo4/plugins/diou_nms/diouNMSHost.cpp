@@ -185,6 +185,8 @@ int run(Derived const& d, T const* boxes, T const* scores, float const* normWH, 
                     key3[base + pos] = listScore[base + pos];
                     ++nKept;
                 }
+                if (nKept >= K)
+                    break; // as the kernel: later candidates of the group cannot be among the K outputs
             }
             keptCount[b] += nKept;
         }

@@ -14,7 +14,11 @@
  *   4. the list's boxes divided by the NMS frame, scores, sort-3 keys (= suppressed)
  *   5. greedy NMS, one block per (image, class) (or per image, class agnostic), in tiles of
  *      kTile candidates: a tile's boxes are first checked against the boxes kept in earlier tiles,
- *      then the tile's suppression bit matrix is built in parallel and resolved in order
+ *      then the tile's suppression bit matrix is built in parallel and resolved in order; a group
+ *      stops after the tile in which it reaches K kept boxes (K = max_output_boxes): its later
+ *      candidates rank below those K in the output order (score, then class, then input order), so
+ *      they cannot be output, and the image keeps >= K boxes either way (the outputs are the same
+ *      bit for bit; this bounds the class-agnostic single-block NMS at mAP thresholds)
  *   6. sort 3: per image by (kept ? score : -1), descending, stable -> the detections in score order,
  *      ties by class then input order (as the reference)
  *   7. outputs: the first min(kept, K) detections of each image, the rest padded
@@ -144,8 +148,9 @@ __global__ void prepareList(TT const* __restrict__ boxes, TT const* __restrict__
     key3[p] = kSuppressedKey;
 }
 
-//! One block (kTile threads) per (group, image): greedy NMS of the group's run of the list
-__global__ void __launch_bounds__(kTile) nmsGroups(int T, bool agnostic, float thr, bool useDiou, float beta,
+//! One block (kTile threads) per (group, image): greedy NMS of the group's run of the list, stopped once the
+//! group has kept K boxes (see stage 5 above)
+__global__ void __launch_bounds__(kTile) nmsGroups(int T, int K, bool agnostic, float thr, bool useDiou, float beta,
     uint32_t const* classKeys, Box const* listBox, float const* listScore, int32_t const* topCount,
     int32_t* keptList, float* key3, int32_t* keptCount)
 {
@@ -222,6 +227,8 @@ __global__ void __launch_bounds__(kTile) nmsGroups(int T, bool agnostic, float t
         if (tid == 0)
             nKept = before + added;
         __syncthreads();
+        if (nKept >= K)
+            break; // uniform across the block: every thread reads nKept after the barrier
     }
     if (tid == 0)
         atomicAdd(keptCount + b, nKept);
@@ -362,7 +369,7 @@ cudaError_t run(Derived const& d, TT const* boxes, TT const* scores, float const
             T, d.frameW, d.frameH, topCount, listVal.Current(), listBox, listScore, key3.Current());
         // 5. greedy NMS per (group, image)
         dim3 const nmsGrid(static_cast<unsigned>(d.G), static_cast<unsigned>(B));
-        nmsGroups<<<nmsGrid, kTile, 0, stream>>>(T, d.agnostic, d.iouThr, d.useDiou, d.beta, listKey.Current(),
+        nmsGroups<<<nmsGrid, kTile, 0, stream>>>(T, d.K, d.agnostic, d.iouThr, d.useDiou, d.beta, listKey.Current(),
             listBox, listScore, topCount, keptList, key3.Current(), keptCount);
         // 6. sort 3: kept scores descending (stable)
         bytes = cubBytes;

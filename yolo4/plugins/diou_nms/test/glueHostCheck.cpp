@@ -12,6 +12,11 @@
  * serializes and deserializes it (V2: serialize/deserializePlugin; V3: getFieldsToSerialize/
  * createPlugin(kRUNTIME), clone, attachToContext, onShapeChange), asks for the workspace and runs
  * enqueue on host buffers. The test suite compares the outputs with the numpy reference.
+ *
+ * Linked instead against the HIP-CPU build of the real kernels (diouNMSKernels.cu through HIP-CPU,
+ * yolo4.plugins.build.build_hipcpu_library, no diouNMSHost.cpp), whose launches are asynchronous as on a
+ * GPU: that library's hipcpu_sync() (a weak reference here, null with the CPU build) waits for the
+ * enqueued work before the outputs are read, as an application synchronizes its stream.
  */
 #include "../diouNMSKernels.h"
 #include "../diouNMSPlugin.h"
@@ -24,6 +29,8 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+extern "C" int hipcpu_sync(void) __attribute__((weak)); // the HIP-CPU kernel build only
 
 namespace
 {
@@ -372,6 +379,7 @@ bool runV2(DiouNMSParameters const& a, int B, int N, int C, DataType t, int nbIn
     auto mem = workspace(bytes, &ws);
     int32_t const status = cloned->enqueue(io.desc.data(), io.desc.data() + nbInputs, buf.in, buf.out, ws, nullptr);
     CHECK(status == 0, "V2 enqueue returned %d", status);
+    CHECK(!hipcpu_sync || hipcpu_sync() == 0, "V2: the enqueued kernels failed");
     cloned->terminate();
     return true;
 }
@@ -453,6 +461,7 @@ bool runV3(DiouNMSParameters const& a, int B, int N, int C, DataType t, int nbIn
     auto mem = workspace(bytes, &ws);
     int32_t const status = exec->enqueue(io.desc.data(), io.desc.data() + nbInputs, buf.in, buf.out, ws, nullptr);
     CHECK(status == 0, "V3 enqueue returned %d", status);
+    CHECK(!hipcpu_sync || hipcpu_sync() == 0, "V3: the enqueued kernels failed");
     return true;
 }
 #endif
