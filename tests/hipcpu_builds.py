@@ -40,7 +40,7 @@ def build_dir(request, tmp_path_factory) -> Path:
     return Path(cache.mkdir("yolo4-hipcpu")) if cache is not None else tmp_path_factory.mktemp("hipcpu")
 
 
-def build(request, tmp_path_factory, which: str, sanitize: bool = False) -> Path:
+def build(request, tmp_path_factory, which: str, sanitize: str = "") -> Path:
     """The HIP-CPU library of ``which`` (``diou_nms`` / ``preprocess``), or a skip with the reason."""
     reason = missing_prerequisite()
     if reason:

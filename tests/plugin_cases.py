@@ -274,7 +274,15 @@ class HipCpuNmsApi(NmsApi):
     """:class:`NmsApi` over the HIP-CPU build of ``diouNMSKernels.cu`` (host memory is device memory there):
     each launch is followed by ``hipcpu_sync()``, since the kernels run asynchronously as on a GPU."""
 
+    def __init__(self, lib):
+        super().__init__(lib)
+        lib.hipcpu_stream.restype = ctypes.c_void_p
+        self.stream = lib.hipcpu_stream()  # not the null stream (see build_hipcpu_library)
+        assert self.stream
+
     def launch(self, *args, **kwargs):
+        if len(args) < 10:
+            kwargs.setdefault("stream", self.stream)
         status = super().launch(*args, **kwargs)
         sync = self.lib.hipcpu_sync()
         assert sync == 0, f"the kernels failed: hipError_t {sync}"

@@ -468,13 +468,14 @@ def _host_library(src: Path, names: Sequence[str], stem: str, extra_flags: Seque
 #: which kernel file each HIP-CPU build compiles, and the headers it includes (cache key)
 HIPCPU_KERNELS = {
     "diou_nms": ("diouNMSKernels.cu", "diouNMSKernels.h", "diouNMSCommon.cuh", "diouNMSParameters.h",
-                 "test/hipcpu/cub_hipcpu.h", "test/hipcpu/cub/cub.cuh", "test/hipcpu/cubHipcpuCheck.cpp"),
+                 "test/hipcpu/cub_hipcpu.h", "test/hipcpu/cub/cub.cuh", "test/hipcpu/cubHipcpuCheck.cpp",
+                 "test/hipcpu/nmsInspect.cpp"),
     "preprocess": ("preprocess.cu", "preprocessCommon.h"),
 }
 
 
 def build_hipcpu_library(which: str, out_dir: PathLike, hip_cpu: PathLike, tbb_prefix: PathLike,
-                         sanitize: bool = False, defines: Sequence[str] = (), cxx: Optional[str] = None) -> Path:
+                         sanitize: str = "", defines: Sequence[str] = (), cxx: Optional[str] = None) -> Path:
     """The unchanged CUDA kernel file ``which`` (``"diou_nms"``: ``diouNMSKernels.cu``; ``"preprocess"``:
     ``preprocess.cu``) compiled with g++ for the CPU against the HIP CPU Runtime, for the test suite.
 
@@ -482,11 +483,15 @@ def build_hipcpu_library(which: str, out_dir: PathLike, hip_cpu: PathLike, tbb_p
     ``k<<<g, b, s, st>>>(...)`` -> ``hipLaunchKernelGGL``), ``tbb_prefix`` a prefix with TBB's headers
     (``include/tbb``) and ``lib/libtbb.so`` (the ``tbb-devel`` wheel's venv). The DIoU-NMS kernels get the CPU
     stand-in of CUB (``diou_nms/test/hipcpu``, first on the include path) and the stand-in's own check entry
-    points (``cubHipcpuCheck.cpp``: ``cubBlockCheck``, ``cubScanCheck``, ``cubSortCheck``). The library exports the file's C
+    points (``cubHipcpuCheck.cpp``: ``cubBlockCheck``, ``cubScanCheck``, ``cubSortCheck``) and a view of the
+    workspace after a launch (``nmsInspect.cpp``: ``diouNMSInspect``). The library exports the file's C
     API plus ``int hipcpu_sync(void)`` (``hipDeviceSynchronize``: launches are asynchronous, as on a GPU; call
-    it before reading outputs). Pointers are host pointers. ``sanitize``: ``-fsanitize=address,undefined``
-    (load with the sanitizer runtimes preloaded). ``defines``: extra ``-D`` flags. Cached in ``out_dir`` by
-    content (sources, HIP-CPU's headers and rewriter, flags, compiler).
+    it before reading outputs) and ``void* hipcpu_stream(void)``, a created stream to launch on (HIP-CPU's
+    null stream can run a sequence of launches out of order: it is drained from two threads). Pointers are host pointers. Every fiber (GPU thread) gets
+    :data:`HIPCPU_FIBER_STACK` bytes of stack (HIP-CPU's own 7 KiB overflow under the sanitizers).
+    ``sanitize``: ``-fsanitize=`` these (e.g. ``"undefined"``, aborting at the first report; ``"address"``
+    needs its runtime preloaded). ``defines``: extra ``-D`` flags. Cached in ``out_dir`` by content (sources,
+    HIP-CPU's headers and rewriter, flags, compiler).
 
     Raises:
         Yolo4Error: an unknown ``which``, HIP-CPU or TBB missing, or a compile error.
@@ -509,25 +514,54 @@ def build_hipcpu_library(which: str, out_dir: PathLike, hip_cpu: PathLike, tbb_p
         flags += ["-I", str(src / "test" / "hipcpu")]  # the CUB stand-in first
     flags += ["-I", str(hip / "cuda-shim"), "-I", str(hip / "include"), "-isystem", str(tbb / "include"),
               "-I", str(src)] + ["-D" + d for d in defines]
-    if sanitize:
-        flags += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]  # no -g: a lighter build
+    if sanitize:  # no -g: a lighter build
+        flags += ["-fsanitize=" + sanitize, "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
     flags += ["-L" + str(tbb / "lib"), "-ltbb", "-lpthread", "-Wl,-rpath," + str(tbb / "lib")]
     hip_files = sorted(str(p) for p in (hip / "include").rglob("*.h*")) + sorted(
         str(p) for p in (hip / "cuda-shim").glob("*.h")) + [str(rewriter)]
     key = [hashlib.sha256(b"".join(Path(p).read_bytes() for p in hip_files)).hexdigest()]
 
+    prologue = _hipcpu_fiber_stack_prologue(hip)
+    epilogue = ('\n#include "cubHipcpuCheck.cpp"\n#include "nmsInspect.cpp"\n' if which == "diou_nms" else "") + (
+        '\nextern "C" __attribute__((visibility("default"))) int hipcpu_sync(void)\n'
+        "{\n    return static_cast<int>(hipDeviceSynchronize());\n}\n"
+        # HIP-CPU drains the null stream from two threads at once (Runtime::wait_all_streams_: an async task
+        # and the parallel loop over all streams, which holds the null stream too), so launches that arrive
+        # while it drains can run out of order: the tests launch on a created stream instead
+        '\nextern "C" __attribute__((visibility("default"))) void* hipcpu_stream(void)\n'
+        "{\n    static hipStream_t const s = [] {\n        hipStream_t r{};\n"
+        "        return hipStreamCreate(&r) == hipSuccess ? r : nullptr;\n    }();\n    return s;\n}\n")
+    key += [prologue, epilogue]
+
     def rewrite(stem: Path) -> Path:
         cpp = stem.with_suffix(".cpp")
         _run([sys.executable, rewriter, src / names[0], cpp], "cu2hipcpu.py")
-        with open(cpp, "a") as f:
-            if which == "diou_nms":
-                f.write('\n#include "cubHipcpuCheck.cpp"\n')
-            f.write('\nextern "C" __attribute__((visibility("default"))) int hipcpu_sync(void)\n'
-                    "{\n    return static_cast<int>(hipDeviceSynchronize());\n}\n")
+        cpp.write_text(prologue + cpp.read_text() + epilogue)
         return cpp
 
-    stem = "libhipcpu_%s%s" % (which, "_asan" if sanitize else "")
+    stem = "libhipcpu_%s%s" % (which, "_" + sanitize.replace(",", "_") if sanitize else "")
     return _host_library(src, names, stem, flags, out_dir, cxx, key_extra=key, main_source=rewrite, warnings=False)
+
+
+#: stack bytes of each HIP-CPU fiber (one per GPU thread of a block) in our builds
+HIPCPU_FIBER_STACK = 256 * 1024
+
+
+def _hipcpu_fiber_stack_prologue(hip: Path) -> str:
+    """C++ put before a HIP-CPU translation unit: every fiber gets :data:`HIPCPU_FIBER_STACK` bytes of stack.
+
+    HIP-CPU creates a block's fibers with ``co_create(max(7168, 256), ...)`` (``hip/detail/fiber.hpp``,
+    ``tile.hpp``): 7 KiB per GPU thread, with nothing to catch a frame that runs past it (it would write into
+    the heap). The kernels' frames fit at -O1; sanitizer-instrumented frames are larger (ASan's redzones
+    most of all), so the builds give each fiber more, as a precaution (no overflow was observed). libco's
+    header is included first (with the macros ``fiber.hpp`` sets), then ``co_create`` is redefined as a macro
+    raising the size, so HIP-CPU's headers stay as they are."""
+    libco = hip / "external" / "libco" / "libco.h"
+    return ("// yolo4.plugins.build: HIP-CPU's fibers get %d-byte stacks (7 KiB upstream)\n"
+            "#define LIBCO_MP\n#if !defined(__clang__) && !defined(_MSC_VER)\n#define LIBCO_MPROTECT\n#endif\n"
+            "#include \"%s\"\n#if defined(thread_local)\n#undef thread_local\n#endif\n"
+            "#define co_create(bytes, entry) co_create((bytes) > %du ? (bytes) : %du, entry)\n"
+            % (HIPCPU_FIBER_STACK, libco, HIPCPU_FIBER_STACK, HIPCPU_FIBER_STACK))
 
 
 # ---- GPU preprocessing (yolo4/plugins/preprocess) -------------------------------------------------

@@ -43,6 +43,13 @@ constexpr int kScanItems = 4;
 constexpr int kScanTile = kScanThreads * kScanItems;
 //! score key of a (top_k) candidate that NMS suppressed: below every candidate (scores > thr >= 0)
 constexpr float kSuppressedKey = -1.0f;
+//! the top_k cut (stage 1a of the CUDA build): a radix select over a candidate's score bits, kDigitBits at a
+//! time, from bit 30 down (bit 31, the sign, is 0: candidates are > thr >= 0, so the bits order as the values)
+constexpr int kDigitBits = 11;
+constexpr int kDigits = 1 << kDigitBits;
+constexpr int kCutPasses = 2;                       // bits 30..20, then 19..9: a cut to 2^-14 of the score
+constexpr int kCutShift[kCutPasses] = {20, 9};      // the lowest bit of each pass's digit
+constexpr int kCutPrefixShift[kCutPasses] = {31, 20}; // key >> this == the prefix chosen so far
 
 //! A box x1, y1, x2, y2 in the NMS frame (16-byte aligned: one vector load on the device)
 struct alignas(16) Box
@@ -239,6 +246,16 @@ DNMS_HD bool isCandidate(T score, float thr)
     return toFloat(score) > thr;
 }
 
+//! The bits of a score as float32: for candidates (> thr >= 0) an unsigned order equal to the value order
+template <typename T>
+DNMS_HD uint32_t scoreBits(T score)
+{
+    float const f = toFloat(score);
+    uint32_t u;
+    memcpy(&u, &f, sizeof(u));
+    return u;
+}
+
 //! Row i of a tile's suppression matrix: bit j (j > i) set when tile[i] suppresses tile[j]
 DNMS_HD void tileMaskRow(
     Box const* tile, int i, int n, float thr, bool useDiou, float beta, uint64_t* row /* kTileWords */)
@@ -396,6 +413,9 @@ struct Layout
 {
     // candidate selection: per-block counts and their exclusive scan (B * tilesPerImage + 1)
     size_t tileCount, tileOffset;
+    // the top_k cut (CUDA build): digit histogram (B * kDigits), per image the rank still needed, the digits
+    // chosen so far, the cut (score bits >= cut stay candidates)
+    size_t cutHist, cutNeed, cutPrefix, cutBits;
     // per image (B each): sort-1 segments, top-k list segments, top count, kept count
     size_t seg1Begin, seg1End, listBegin, listEnd, topCount, keptCount;
     // sort 1 double buffers (B * N * C): score keys, flat-index values
@@ -429,6 +449,10 @@ inline Layout layout(Derived const& d, size_t cubTempBytes)
     size_t const list = B * static_cast<size_t>(d.T);
     L.tileCount = take(tiles * 4);
     L.tileOffset = take(tiles * 4);
+    L.cutHist = take(B * kDigits * 4);
+    L.cutNeed = take(B * 4);
+    L.cutPrefix = take(B * 4);
+    L.cutBits = take(B * 4);
     L.seg1Begin = take(B * 4);
     L.seg1End = take(B * 4);
     L.listBegin = take(B * 4);

@@ -31,10 +31,17 @@
 #include <vector>
 
 extern "C" int hipcpu_sync(void) __attribute__((weak)); // the HIP-CPU kernel build only
+extern "C" void* hipcpu_stream(void) __attribute__((weak)); // its stream (HIP-CPU's null stream is unordered)
 
 namespace
 {
 using namespace nvinfer1;
+
+//! the stream enqueue gets: HIP-CPU's created stream with those kernels, else none (the CPU build)
+cudaStream_t checkStream()
+{
+    return hipcpu_stream ? static_cast<cudaStream_t>(hipcpu_stream()) : nullptr;
+}
 
 std::string gLog;
 
@@ -377,7 +384,7 @@ bool runV2(DiouNMSParameters const& a, int B, int N, int C, DataType t, int nbIn
     CHECK(bytes > 0, "V2 getWorkspaceSize is 0");
     void* ws = nullptr;
     auto mem = workspace(bytes, &ws);
-    int32_t const status = cloned->enqueue(io.desc.data(), io.desc.data() + nbInputs, buf.in, buf.out, ws, nullptr);
+    int32_t const status = cloned->enqueue(io.desc.data(), io.desc.data() + nbInputs, buf.in, buf.out, ws, checkStream());
     CHECK(status == 0, "V2 enqueue returned %d", status);
     CHECK(!hipcpu_sync || hipcpu_sync() == 0, "V2: the enqueued kernels failed");
     cloned->terminate();
@@ -459,7 +466,7 @@ bool runV3(DiouNMSParameters const& a, int B, int N, int C, DataType t, int nbIn
     CHECK(exec->onShapeChange(io.desc.data(), nbInputs, io.desc.data() + nbInputs, 4) == 0, "V3 onShapeChange failed");
     void* ws = nullptr;
     auto mem = workspace(bytes, &ws);
-    int32_t const status = exec->enqueue(io.desc.data(), io.desc.data() + nbInputs, buf.in, buf.out, ws, nullptr);
+    int32_t const status = exec->enqueue(io.desc.data(), io.desc.data() + nbInputs, buf.in, buf.out, ws, checkStream());
     CHECK(status == 0, "V3 enqueue returned %d", status);
     CHECK(!hipcpu_sync || hipcpu_sync() == 0, "V3: the enqueued kernels failed");
     return true;

@@ -13,7 +13,7 @@ namespace cub_check
 {
 constexpr int kCheckThreads = 256;
 
-__global__ void blockPrimitives(int const* in, int* scan, int* reduce)
+__global__ void blockPrimitives(int const* in, int* scan, int* reduce, int* scan2, int* aggregate)
 {
     using BlockReduce = cub::BlockReduce<int, kCheckThreads>;
     using BlockScan = cub::BlockScan<int, kCheckThreads>;
@@ -26,6 +26,11 @@ __global__ void blockPrimitives(int const* in, int* scan, int* reduce)
     int out;
     BlockScan(stmp).ExclusiveSum(in[i], out);
     scan[i] = out;
+    __syncthreads(); // TempStorage reused (CUB: the caller synchronizes)
+    int agg = 0;
+    BlockScan(stmp).ExclusiveSum(in[i], out, agg);
+    scan2[i] = out;
+    aggregate[i] = agg;
 }
 
 template <typename K>
@@ -62,10 +67,13 @@ int sortPairs(int descending, K* keys, K* keysAlt, int32_t* vals, int32_t* valsA
 extern "C"
 {
 
-//! scan[i] = exclusive prefix sum within i's block of 256, reduce[b] = block b's sum
-__attribute__((visibility("default"))) int cubBlockCheck(int const* in, int blocks, int* scan, int* reduce)
+//! scan[i] = exclusive prefix sum within i's block of 256, reduce[b] = block b's sum; scan2/aggregate: the
+//! block_aggregate overload (the same scan, and the block's sum in every thread)
+__attribute__((visibility("default"))) int cubBlockCheck(
+    int const* in, int blocks, int* scan, int* reduce, int* scan2, int* aggregate)
 {
-    hipLaunchKernelGGL(cub_check::blockPrimitives, dim3(blocks), dim3(cub_check::kCheckThreads), 0, nullptr, in, scan, reduce);
+    hipLaunchKernelGGL(cub_check::blockPrimitives, dim3(blocks), dim3(cub_check::kCheckThreads), 0, nullptr, in, scan,
+        reduce, scan2, aggregate);
     return static_cast<int>(hipDeviceSynchronize());
 }
 

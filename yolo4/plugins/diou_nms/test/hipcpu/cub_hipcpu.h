@@ -4,7 +4,8 @@
  * (CUB 1.12, CUDA 11.4, the oldest toolkit the plugin supports), not from its code:
  *
  *   cub::BlockReduce<T, BLOCK_THREADS>::Sum      block-wide sum; the aggregate is valid in thread 0 only
- *   cub::BlockScan<T, BLOCK_THREADS>::ExclusiveSum  block-wide exclusive prefix sum (thread 0 gets 0)
+ *   cub::BlockScan<T, BLOCK_THREADS>::ExclusiveSum  block-wide exclusive prefix sum (thread 0 gets 0); the
+ *       overload with block_aggregate also gives every thread the block's total
  *   cub::DeviceScan::ExclusiveSum                 device-wide exclusive prefix sum, stream-ordered
  *   cub::DeviceSegmentedRadixSort::SortPairs[Descending] (DoubleBuffer overloads)
  *       per segment [begin[i], end[i]) (offsets read on the device, as CUB does), stable (equal keys keep
@@ -93,6 +94,22 @@ public:
         for (unsigned i = 0; i < threadIdx.x; ++i)
             sum = sum + s_.items[i];
         output = sum;
+    }
+    //! the same, and the block's total in every thread
+    __device__ void ExclusiveSum(T input, T& output, T& block_aggregate)
+    {
+        s_.items[threadIdx.x] = input;
+        __syncthreads();
+        T sum{};
+        T total{};
+        for (unsigned i = 0; i < BLOCK_THREADS; ++i)
+        {
+            if (i < threadIdx.x)
+                sum = sum + s_.items[i];
+            total = total + s_.items[i];
+        }
+        output = sum;
+        block_aggregate = total;
     }
 
 private:
