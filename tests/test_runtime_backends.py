@@ -355,14 +355,32 @@ def test_model_forms_and_default_backends():
         model_form("model.tflite")
 
 
-def test_detector_times_a_synchronous_backend_as_inference():
+def test_detector_times_a_synchronous_backend_as_inference(monkeypatch):
     """Regression: with submit()/result() a synchronous backend computes inside submit(); that time is
-    inference, not preprocessing (the speed line showed 0.0 ms inference)."""
-    import time as _time
+    inference, not preprocessing (the speed line showed 0.0 ms inference). The detector's clock is
+    replaced by a counter that only the stages advance -- preprocessing by 100 per batch, the
+    network by 1 per batch, the NMS by 10000 per batch -- so each Timings field must hold exactly
+    its own stage's ticks (no wall clock involved)."""
+    import types
 
+    import yolo4.runtime.detector as detector_mod
     from yolo4.model_info import ModelInfo
     from yolo4.runtime.backends.base import Backend
     from yolo4.runtime.detector import Detector
+
+    clock = [0.0]
+    monkeypatch.setattr(detector_mod, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    calls = {"pre": 0, "forward": 0, "nms": 0}
+
+    def ticking(key, fn, ticks):
+        def run(*a, **k):
+            calls[key] += 1
+            clock[0] += ticks
+            return fn(*a, **k)
+        return run
+
+    monkeypatch.setattr(detector_mod, "preprocess", ticking("pre", detector_mod.preprocess, 100.0))
+    monkeypatch.setattr(detector_mod, "postprocess", ticking("nms", detector_mod.postprocess, 10000.0))
 
     class Slow(Backend):
         name = "slow"
@@ -371,10 +389,15 @@ def test_detector_times_a_synchronous_backend_as_inference():
             self.info = ModelInfo(names=["a"], input_hw=(32, 32))
 
         def _forward(self, batch):
-            _time.sleep(0.05)
+            calls["forward"] += 1
+            clock[0] += 1.0
             n = batch.shape[0]
             return np.zeros((n, 1, 4), np.float32), np.zeros((n, 1, 1), np.float32)
 
     d = Detector(Slow())
     d.detect([np.zeros((20, 20, 3), np.uint8)] * 2)
-    assert d.timings.inference >= 0.05 and d.timings.preprocess < 0.05 and d.timings.images == 2
+    assert calls["forward"] >= 1 and calls["pre"] >= 1 and calls["nms"] >= 1
+    assert d.timings.inference == 1.0 * calls["forward"]
+    assert d.timings.preprocess == 100.0 * calls["pre"]
+    assert d.timings.nms == 10000.0 * calls["nms"]
+    assert d.timings.images == 2

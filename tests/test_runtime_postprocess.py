@@ -273,13 +273,42 @@ def test_equals_darknet_reference(seed, kind, beta_nms, beta, agnostic):
         assert _as_set(det) == _as_set(expected)
 
 
+def _cross_block_suppressions(boxes, scores, conf, thresh, beta, norm_wh, block):
+    """Per class, candidates in score order (as :func:`_darknet_nms` orders them): how many are
+    suppressed, in the reference, by a kept candidate of an earlier ``block`` of that class."""
+    kept = {(i, k) for _, i, k in _darknet_nms(boxes, scores, conf, thresh, beta, norm_wh)}
+    w, h = norm_wh
+    nb = np.asarray(boxes, np.float64) / [w, h, w, h]
+    count = 0
+    for k in range(scores.shape[1]):
+        cand = sorted((i for i in range(scores.shape[0]) if scores[i, k] > conf), key=lambda i: -scores[i, k])
+        for j, bj in enumerate(cand):
+            first = j // block * block
+            if (bj, k) not in kept and any((bi, k) in kept and _darknet_overlap(nb[bi], nb[bj], beta) > thresh
+                                           for bi in cand[:first]):
+                count += 1
+    return count
+
+
 @pytest.mark.parametrize("beta", [0.6, 1.0, None])
 def test_multi_block_path_equals_reference(monkeypatch, beta):
-    """Small blocks force groups spanning several blocks (kept boxes of earlier blocks suppress)."""
+    """The dense block path (:func:`_greedy_dense`, taken by groups with more than ``PAIR_BUDGET``
+    same-group pairs, here forced with ``PAIR_BUDGET = 0``) with blocks of 7 candidates: each class
+    spans several blocks, and candidates of later blocks are suppressed by boxes kept in earlier
+    ones (checked on the reference). Equals the darknet port."""
     monkeypatch.setattr(pp, "NMS_BLOCK", 7)
+    monkeypatch.setattr(pp, "PAIR_BUDGET", 0)
+    dense_sizes, pair_sizes = [], []
+    dense, pairs = pp._greedy_dense, pp._greedy_pairs
+    monkeypatch.setattr(pp, "_greedy_dense", lambda b, *a, **k: dense_sizes.append(len(b)) or dense(b, *a, **k))
+    monkeypatch.setattr(pp, "_greedy_pairs", lambda b, *a, **k: pair_sizes.append(len(b)) or pairs(b, *a, **k))
     boxes, scores = _random_batch(5, b=1, n=120, c=2)
-    (det,) = postprocess(boxes, scores, NmsParams(0.05, 0.45, "diounms", beta or 0.6, max_output_boxes=10**6), input_hw=(320, 416)) if beta is not None else \
-        postprocess(boxes, scores, NmsParams(0.05, 0.45, "default", 0.6, max_output_boxes=10**6), input_hw=(320, 416))
+    params = (NmsParams(0.05, 0.45, "diounms", beta, max_output_boxes=10**6) if beta is not None else
+              NmsParams(0.05, 0.45, "default", 0.6, max_output_boxes=10**6))
+    (det,) = postprocess(boxes, scores, params, input_hw=(320, 416))
+    # both classes went through the dense path, each over several blocks; no group took the pair path
+    assert len(dense_sizes) == 2 and min(dense_sizes) > 3 * 7 and pair_sizes == []
+    assert _cross_block_suppressions(boxes[0], scores[0], 0.05, 0.45, beta, (416, 320), 7) > 0
     ref = _darknet_nms(boxes[0], scores[0], 0.05, 0.45, beta, (416, 320))
     expected = Detections(boxes[0, [i for _, i, _ in ref]].reshape(-1, 4),
                           np.array([s for s, _, _ in ref], np.float32), np.array([k for _, _, k in ref]))

@@ -513,3 +513,52 @@ def test_unimplemented_yolo_keys_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         YoloLoss(tiny_specs())
+
+
+# two truths of different classes on one slot: same cell (2, 2) of the stride-16 4x4 layer, same best
+# anchor 37x58 (slot 1); the other anchors of the mask stay far below iou_thresh = .9 (IoU about .3)
+SHARED_TRUTHS = [[0, 0, 36.0, 38.0, 37.0, 58.0], [0, 1, 44.0, 42.0, 40.0, 56.0]]
+SHARED_RAW = (0.8, -0.6, -0.3, 0.25)                 # slot 1's raw x, y, w, h at cell (2, 2)
+
+
+def _shared_slot(iou_loss, truths):
+    # iou_thresh < 1: current darknet averages a shared slot's box deltas only then (process_batch)
+    spec = yolo_specs(TINY_ANCHORS, [([1, 2, 3], 16)], 2, iou_loss=iou_loss, iou_normalizer=0.5,
+                      ignore_thresh=1.0, iou_thresh=0.9)[0]
+    raw = torch.zeros(1, 3 * 7, 4, 4)
+    raw[0, 7:11, 2, 2] = torch.tensor(SHARED_RAW)
+    raw.requires_grad_(True)
+    loss, items = YoloLoss([spec])([raw], torch.tensor(truths))
+    loss.backward()
+    return raw.grad[0, 7:11, 2, 2].tolist(), items
+
+
+def test_truths_sharing_a_slot_average_their_box_deltas():
+    """darknet averages_yolo_deltas: truths assigned to one (anchor, cell) accumulate their
+    delta_yolo_box deltas (``+=``), which are then divided by the number of classes on the slot (here
+    2: two truths of different classes). MSE delta per truth, written out from delta_yolo_box:
+    ``iou_normalizer * (2 - w*h) * (t - out)``, t = (x*W - i, y*H - j, log(w/anchor_w),
+    log(h/anchor_h)), out = (sigmoid(tx), sigmoid(ty), tw, th); the loss gradient is -delta. Without
+    the averaging the gradient doubles. The CIoU box loss is likewise the mean of the two
+    ``1 - CIoU`` (numpy port of box.c)."""
+    rx, ry, rw, rh = SHARED_RAW
+    out = np.array([1 / (1 + math.exp(-rx)), 1 / (1 + math.exp(-ry)), rw, rh])
+
+    def delta(truth):
+        _, _, cx, cy, w, h = truth
+        t = np.array([cx / 16 - 2, cy / 16 - 2, math.log(w / 37), math.log(h / 58)])
+        return 0.5 * (2 - (w / 64) * (h / 64)) * (t - out)
+
+    d1, d2 = delta(SHARED_TRUTHS[0]), delta(SHARED_TRUTHS[1])
+    g_one, items_one = _shared_slot("mse", SHARED_TRUTHS[:1])
+    assert items_one["positives"] == 1
+    assert g_one == pytest.approx((-d1).tolist(), rel=1e-4, abs=1e-7)        # one truth: not divided
+    g, items = _shared_slot("mse", SHARED_TRUTHS)
+    assert items["positives"] == 2
+    assert g == pytest.approx((-(d1 + d2) / 2).tolist(), rel=1e-4, abs=1e-7)
+    assert np.abs(d1 + d2).min() > 0.05                 # every component is far from 0: a sum differs
+
+    pred = np.array([(out[0] + 2) * 16, (out[1] + 2) * 16, 37 * math.exp(rw), 58 * math.exp(rh)]) / 64
+    ciou = [_box_kinds_reference(pred, np.array(t[2:]) / 64)["ciou"] for t in SHARED_TRUTHS]
+    _, items_ciou = _shared_slot("ciou", SHARED_TRUTHS)
+    assert items_ciou["box"] == pytest.approx(0.5 * ((1 - ciou[0]) + (1 - ciou[1])) / 2, rel=1e-4)

@@ -42,6 +42,7 @@ def _tensors(ck, key):
     return {k: v for k, v in (ck.get(key) or {}).items() if torch.is_tensor(v)}
 
 
+@pytest.mark.slow  # ~32 s on 2 CPU cores: two short training runs and a resumed one
 def test_sigkill_mid_run_then_resume_equals_the_uninterrupted_run(shared_data, tmp_path):
     cfg = tiny_dropblock_cfg(shared_data, tmp_path)
     weights = shared_data / "weights/yolov4-tiny.weights"
