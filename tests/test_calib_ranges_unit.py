@@ -157,3 +157,48 @@ def test_percentile_asymmetric_histogram_over_all_batches(setup, percentile):
         assert right - w * (1 + 1e-9) <= q_hi <= right, n
     # x: both cuts are inside the planted extremes and well outside the last batch's +-0.25
     assert -30.0 < r["x"][0] < -1.0 and 1.0 < r["x"][1] < 40.0
+
+
+class _CalibSet(_Calib):
+    """The part of CalibrationSet that quantize_qdq uses besides the batches."""
+
+    input_hw = SHAPE[2:]
+    paths = ["a.jpg", "b.jpg", "c.jpg"]
+
+    def digest(self):
+        return "0" * 64
+
+    def describe(self):
+        return "3 hand-made batches"
+
+
+@pytest.mark.parametrize("method", ["minmax", "percentile"])
+def test_quantize_qdq_with_the_streamed_ranges(setup, tmp_path, method):
+    """quantize_qdq end to end on every supported onnxruntime (the oldest-versions lane runs 1.16.3, which has
+    neither ``calibration_cache_path`` nor ``save_tensors_data``): the Q/DQ model uses exactly the streamed
+    ranges -- the activation scale of the conv input is max|x| / 127 (TensorRT layout, symmetric), the cache
+    written beside it reads back as those ranges -- and it runs in ONNX Runtime close to the FP32 model."""
+    import onnxruntime as ort
+
+    from yolo4.calib.qdq import quantize_qdq
+    from yolo4.calib.ranges import read_ort_cache
+
+    path, calib, ref = setup
+    cache = tmp_path / "ranges.json"
+    out = tmp_path / "q.onnx"
+    res = quantize_qdq(path, out, _CalibSet(calib.batches), method=method, keep_float_default=False,
+                       layout="tensorrt", calibration_cache=cache, log=lambda *a: None)
+    assert res.path == out and out.is_file() and cache.is_file()
+    expect = activation_ranges(path, calib, ["Conv"], method=method, symmetric=True, progress=False)
+    got = read_ort_cache(cache)
+    assert set(got) == set(expect) and all(np.allclose(got[n], expect[n], rtol=1e-6) for n in got)
+    q = onnx.load(str(out))
+    ops = [n.op_type for n in q.graph.node]
+    assert ops.count("QuantizeLinear") >= 2 and "Conv" in ops  # the input and the weights
+    scales = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
+    x_q = next(n for n in q.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "x")
+    assert np.isclose(float(scales[x_q.input[1]]), expect["x"][1] / 127.0, rtol=1e-6)
+    xs = calib.batches[0]
+    fp = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": xs})[0]
+    i8 = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"x": xs})[0]
+    assert np.abs(i8 - fp).max() < 0.05 * np.abs(fp).max()

@@ -334,14 +334,62 @@ def quantize_qdq(onnx_in: PathLike, onnx_out: PathLike, calib_set, method: str =
         root.setLevel(logging.ERROR)  # ORT's "consider pre-processing" advice is not for our exports
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # ORT prints its calibration steps
-                quantize_static(os.fspath(onnx_in), os.fspath(tmp_out), reader, nodes_to_exclude=excluded,
-                                calibration_cache_path=os.fspath(cache), **opts)
+                _quantize_static(quantize_static, onnx_in, tmp_out, reader, excluded, cache, opts)
         finally:
             root.setLevel(level)
         result = _finish(tmp_out, out, model, excluded, method, layout, calib_set, time.time() - t0)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     return result
+
+
+def _quantize_static(quantize_static, onnx_in: PathLike, tmp_out: Path, reader, excluded: List[str], cache: Path,
+                     opts: Dict[str, Any]) -> None:
+    """``quantize_static`` with the ranges in ``cache`` (when it exists) or from ``reader`` (entropy).
+
+    onnxruntime 1.16 (the newest for Python 3.8 on aarch64, JetPack 5) has no ``calibration_cache_path``: there
+    the cached ranges reach it through its calibrator factory (``create_calibrator`` in its ``quantize``
+    module, replaced for the call by one that returns them), and an entropy run calibrates without a cache.
+    """
+    import inspect
+
+    if "calibration_cache_path" in inspect.signature(quantize_static).parameters:
+        quantize_static(os.fspath(onnx_in), os.fspath(tmp_out), reader, nodes_to_exclude=excluded,
+                        calibration_cache_path=os.fspath(cache), **opts)
+        return
+    if not cache.is_file():  # entropy: ONNX Runtime's own calibrator over the reader
+        quantize_static(os.fspath(onnx_in), os.fspath(tmp_out), reader, nodes_to_exclude=excluded, **opts)
+        return
+    import sys
+
+    import numpy as np
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData
+
+    ort_quantize = sys.modules[quantize_static.__module__]  # (the package's `quantize` is a function)
+
+    from .ranges import read_ort_cache
+
+    try:
+        ranges = read_ort_cache(cache)
+    except ValueError as e:
+        raise Yolo4Error(str(e)) from None
+    data = TensorsData(opts["calibrate_method"], {
+        n: TensorData(lowest=np.array(lo, np.float32), highest=np.array(hi, np.float32))
+        for n, (lo, hi) in ranges.items()})
+
+    class _Given:
+        def collect_data(self, data_reader) -> None:
+            pass
+
+        def compute_data(self):
+            return data
+
+    factory = ort_quantize.create_calibrator
+    ort_quantize.create_calibrator = lambda *a, **k: _Given()
+    try:
+        quantize_static(os.fspath(onnx_in), os.fspath(tmp_out), None, nodes_to_exclude=excluded, **opts)
+    finally:
+        ort_quantize.create_calibrator = factory
 
 
 def _describe(calib_set) -> str:

@@ -20,6 +20,8 @@ Runtime's calibration cache (:func:`write_ort_cache`), which ``quantize_static``
 Python 3.8; onnxruntime imported inside the functions.
 """
 
+import inspect
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -30,7 +32,7 @@ import numpy as np
 PathLike = Union[str, "os.PathLike[str]"]
 Ranges = Dict[str, Tuple[float, float]]
 
-__all__ = ["activation_ranges", "write_ort_cache", "DEFAULT_NUM_BINS"]
+__all__ = ["activation_ranges", "write_ort_cache", "read_ort_cache", "DEFAULT_NUM_BINS"]
 
 DEFAULT_NUM_BINS = 2048
 
@@ -38,10 +40,13 @@ DEFAULT_NUM_BINS = 2048
 def _session(onnx_path: PathLike, op_types: Sequence[str], work: Path):
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
 
+    kw = {}
+    if "providers" in inspect.signature(create_calibrator).parameters:  # not in onnxruntime 1.16 (CPU there)
+        kw["providers"] = ["CPUExecutionProvider"]
     cal = create_calibrator(Path(os.fspath(onnx_path)), list(op_types),
                             augmented_model_path=str(work / "augmented.onnx"),
                             calibrate_method=CalibrationMethod.Percentile,
-                            providers=["CPUExecutionProvider"], extra_options={"symmetric": False})
+                            extra_options={"symmetric": False}, **kw)
     sess = cal.infer_session
     names = [o.name for o in sess.get_outputs()]
     wanted = sorted(set(cal.tensors_to_calibrate) & set(names))
@@ -122,15 +127,42 @@ def activation_ranges(onnx_path: PathLike, calib_set, op_types: Sequence[str], m
 
 
 def write_ort_cache(ranges: Ranges, method: str, path: PathLike) -> None:
-    """Write ``ranges`` as ONNX Runtime's calibration cache (``save_tensors_data``) for ``method``."""
-    from onnxruntime.quantization.calibrate import (
-        CalibrationMethod,
-        TensorData,
-        TensorsData,
-        save_tensors_data,
-    )
+    """Write ``ranges`` as ONNX Runtime's calibration cache (``save_tensors_data``'s JSON) for ``method``.
 
-    cm = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[method]
-    data = {n: TensorData(lowest=np.array(lo, np.float32), highest=np.array(hi, np.float32))
-            for n, (lo, hi) in ranges.items()}
-    save_tensors_data(TensorsData(cm, data), os.fspath(path))
+    onnxruntime 1.16 (the newest for Python 3.8 on aarch64, JetPack 5) has no ``save_tensors_data``: the
+    same JSON is written here then (atomically), and :func:`read_ort_cache` reads it back.
+    """
+    from onnxruntime.quantization import calibrate
+
+    cm = {"minmax": calibrate.CalibrationMethod.MinMax, "percentile": calibrate.CalibrationMethod.Percentile}[method]
+    save = getattr(calibrate, "save_tensors_data", None)
+    if save is not None:
+        data = {n: calibrate.TensorData(lowest=np.array(lo, np.float32), highest=np.array(hi, np.float32))
+                for n, (lo, hi) in ranges.items()}
+        save(calibrate.TensorsData(cm, data), os.fspath(path))
+        return
+    from ..fileio import atomic_path
+
+    def arr(v: float) -> dict:
+        return {"data": float(np.float32(v)), "dtype": "float32", "CLS": "numpy.array"}
+
+    payload = {"CLS": "TensorsData",
+               "data": {n: {"lowest": arr(lo), "highest": arr(hi), "CLS": "TensorData"} for n, (lo, hi) in ranges.items()},
+               "calibration_method": {"CLS": "CalibrationMethod", "value": str(cm)}, "smooth_quant": False}
+    with atomic_path(Path(os.fspath(path)), ".json") as tmp:
+        Path(tmp).write_text(json.dumps(payload))
+
+
+def read_ort_cache(path: PathLike) -> Ranges:
+    """The ``(low, high)`` per tensor of an ONNX Runtime calibration cache (``save_tensors_data``'s JSON, or
+    :func:`write_ort_cache`'s).
+
+    Raises:
+        ValueError: not such a cache (the message names the file).
+    """
+    p = Path(os.fspath(path))
+    try:
+        d = json.loads(p.read_text())
+        return {n: (float(t["lowest"]["data"]), float(t["highest"]["data"])) for n, t in d["data"].items()}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError("%s: not an ONNX Runtime calibration cache (%s)" % (p, e)) from None
