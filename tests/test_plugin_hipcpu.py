@@ -18,7 +18,7 @@ library's ``hipcpu_sync()`` waits before the outputs are read.
 3. The TensorRT glue (V2 and V3) driven as TensorRT drives it (``test/glueHostCheck.cpp``) with these
    kernels behind the C API instead of the CPU build.
 4. Once more under UBSan with every kernel buffer against a guard page (tests/hipcpu_sanitizer_run.py, a
-   subprocess), with positive controls (slow: the build takes about 7 minutes); under ASan + UBSan on request
+   subprocess), with positive controls (slow: about 4 minutes with the build); under ASan + UBSan on request
    (``YOLO4_HIPCPU_ASAN=1``: that build takes 18-26 CPU-minutes).
 
 Every launch goes to a created stream (``hipcpu_stream()``): HIP-CPU drains its null stream from two threads
