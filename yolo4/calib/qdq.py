@@ -362,20 +362,13 @@ def _quantize_static(quantize_static, onnx_in: PathLike, tmp_out: Path, reader, 
         return
     import sys
 
-    import numpy as np
-    from onnxruntime.quantization.calibrate import TensorData, TensorsData
+    from .ranges import ort_tensors_data, read_ort_cache
 
     ort_quantize = sys.modules[quantize_static.__module__]  # (the package's `quantize` is a function)
-
-    from .ranges import read_ort_cache
-
     try:
-        ranges = read_ort_cache(cache)
+        data = ort_tensors_data(read_ort_cache(cache), opts["calibrate_method"])
     except ValueError as e:
         raise Yolo4Error(str(e)) from None
-    data = TensorsData(opts["calibrate_method"], {
-        n: TensorData(lowest=np.array(lo, np.float32), highest=np.array(hi, np.float32))
-        for n, (lo, hi) in ranges.items()})
 
     class _Given:
         def collect_data(self, data_reader) -> None:

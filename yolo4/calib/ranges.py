@@ -137,9 +137,7 @@ def write_ort_cache(ranges: Ranges, method: str, path: PathLike) -> None:
     cm = {"minmax": calibrate.CalibrationMethod.MinMax, "percentile": calibrate.CalibrationMethod.Percentile}[method]
     save = getattr(calibrate, "save_tensors_data", None)
     if save is not None:
-        data = {n: calibrate.TensorData(lowest=np.array(lo, np.float32), highest=np.array(hi, np.float32))
-                for n, (lo, hi) in ranges.items()}
-        save(calibrate.TensorsData(cm, data), os.fspath(path))
+        save(ort_tensors_data(ranges, cm), os.fspath(path))
         return
     from ..fileio import atomic_path
 
@@ -151,6 +149,15 @@ def write_ort_cache(ranges: Ranges, method: str, path: PathLike) -> None:
                "calibration_method": {"CLS": "CalibrationMethod", "value": str(cm)}, "smooth_quant": False}
     with atomic_path(Path(os.fspath(path)), ".json") as tmp:
         Path(tmp).write_text(json.dumps(payload))
+
+
+def ort_tensors_data(ranges: Ranges, calibration_method):
+    """``ranges`` as ONNX Runtime's ``TensorsData`` (what its calibrators' ``compute_data`` returns)."""
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData
+
+    return TensorsData(calibration_method, {
+        n: TensorData(lowest=np.array(lo, np.float32), highest=np.array(hi, np.float32))
+        for n, (lo, hi) in ranges.items()})
 
 
 def read_ort_cache(path: PathLike) -> Ranges:
