@@ -25,10 +25,10 @@ _NEEDS_TORCH_REASON = "Skipped: needs torch, which is not installed (pip install
 
 
 #: Skip reasons expected in the main suite: what it lacks by design (a GPU and its driver, NVIDIA's
-#: TensorRT, pycuda, nvcc, a Jetson), running as root, opt-in runs, and TensorBoard (in no extra yet). Every
-#: other skip there means something the suite is meant to have (../shared, g++, HIP-CPU, tbb-devel,
-#: tensorrt-rtx, mypy and the stub tool) went missing: the run ends with a list of them (report only, so a
-#: CI machine that differs in an unforeseen way still lands; scripts/test.sh prints the count).
+#: TensorRT, pycuda, nvcc, a Jetson), running as root, and opt-in runs. Every other skip there means
+#: something the suite is meant to have (../shared, g++, HIP-CPU, tbb-devel, tensorrt-rtx, TensorBoard, mypy
+#: and the stub tool, the project's own modules) went missing: the run ends with a list of them, and under
+#: CI (``CI=true``) such a skip fails the run (exit status 1) so a lost check cannot pass unseen.
 EXPECTED_SKIPS = re.compile("|".join([
     r"\bopt-in\b",
     r"no (CUDA )?GPU",
@@ -38,7 +38,6 @@ EXPECTED_SKIPS = re.compile("|".join([
     r"\bTensorRT\b(?! for RTX)[^;]*(not installed|absent|unavailable)",
     r"Jetson",
     r"running as root",
-    r"tensorboard",
 ]))
 _UNEXPECTED_SKIPS = []
 
@@ -57,11 +56,23 @@ def _note_skip(rep, where: str) -> None:
             _UNEXPECTED_SKIPS.append("%s: %s" % (where, reason))
 
 
+def _in_ci() -> bool:
+    """``CI`` is set to a true value (``true``, ``1``, ``yes``), as CI services and ``.ci/run``'s callers do."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Under CI, an unexpected skip in the main suite fails the run (exit status 1)."""
+    if _UNEXPECTED_SKIPS and _in_ci() and not os.environ.get("YOLO4_OLDEST_LANE") and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_terminal_summary(terminalreporter):
     """The main suite's unexpected skips, one line each, and their count."""
     if os.environ.get("YOLO4_OLDEST_LANE"):
         return
-    terminalreporter.write_sep("-", "unexpected skips: %d" % len(_UNEXPECTED_SKIPS))
+    fails = " (CI: each one fails the run)" if _UNEXPECTED_SKIPS and _in_ci() else ""
+    terminalreporter.write_sep("-", "unexpected skips: %d%s" % (len(_UNEXPECTED_SKIPS), fails))
     for line in _UNEXPECTED_SKIPS:
         terminalreporter.write_line(line)
 
