@@ -37,6 +37,10 @@ fi
 source "$root/scripts/setup-env.sh" train,export,dev
 python -m pip install -q -c "$root/constraints.txt" mutmut
 
+# mutmut forks a worker per mutant from a process that ran the tests: torch's thread pools do not survive
+# fork() (the workers hang), so torch runs single-threaded here
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+
 work="$root/.mutation/$module"
 mkdir -p "$work"
 # mutmut reads [tool.mutmut] from the working folder's pyproject.toml and copies source_paths and tests/

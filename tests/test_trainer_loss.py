@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import os
 
 import numpy as np
 import pytest
@@ -12,6 +13,9 @@ from yolo4.trainer.assign import assign, assign_layer, wh_iou
 from yolo4.trainer.loss import YoloLoss, bbox_iou, decode_layer
 
 torch.set_num_threads(2)
+# GNU OpenMP's thread pool does not survive a fork: a process forked from one that has run these tests
+# (mutmut's workers, scripts/mutation.sh) would wait forever at its first parallel op; single-threaded there
+os.register_at_fork(after_in_child=lambda: torch.set_num_threads(1))
 
 # yolov4-tiny.cfg: anchors shared by both [yolo]; masks 3,4,5 (stride 32) and 1,2,3 (stride 16)
 TINY_ANCHORS = [(10, 14), (23, 27), (37, 58), (81, 82), (135, 169), (344, 319)]
@@ -252,8 +256,10 @@ def _one_positive(iou_loss, box_grad, tx=0.3):
 
 
 def test_darknet_box_gradient_skips_the_decode_derivative():
-    g_dk, spec = _one_positive("ciou", "darknet")
-    g_chain, _ = _one_positive("ciou", "chain")
+    # plain IoU: darknet's dx_box_iou x term is the exact derivative (box_grad.py), so the two differ by
+    # the decode's derivative alone
+    g_dk, spec = _one_positive("iou", "darknet")
+    g_chain, _ = _one_positive("iou", "chain")
     assert g_dk < 0                                    # pushes x towards the truth (to the right)
     sig = 1 / (1 + math.exp(-0.3))
     # chain rule: d x_norm / d tx = sigmoid'(tx) * scale_x_y / W (W = 4 cells); darknet uses 1
@@ -484,7 +490,18 @@ def test_scale_x_y_makes_a_truth_on_the_cell_border_reachable():
         loss, items = YoloLoss([spec])([r], targets)
         assert items["box"] == pytest.approx(0.0, abs=1e-6), iou_loss
         loss.backward()
-        assert r.grad[0, 6:10, 2, 2].abs().max().item() < 1e-5         # at the optimum
+        # at the optimum: no x, y gradient; w, h: none for mse, while darknet's dx_box_iou is one-sided where
+        # the boxes' edges tie (dI = 0, dU = dX: it shrinks w, h by 2/w, 2/h, box_grad.py); the exact
+        # derivative (box_grad="chain") is 0
+        g = r.grad[0, 6:10, 2, 2]
+        assert g[:2].abs().max().item() < 1e-5, iou_loss
+        if iou_loss == "mse":
+            assert g[2:].abs().max().item() < 1e-5
+        else:
+            assert g[2:].tolist() == pytest.approx([0.5 * 2 / (37 / 64), 0.5 * 2 / (58 / 64)], rel=1e-4)
+            rc = raw.clone().requires_grad_(True)
+            YoloLoss([spec], box_grad="chain")([rc], targets)[0].backward()
+            assert rc.grad[0, 6:10, 2, 2].abs().max().item() < 1e-5
         # the same outputs under scale_x_y = 1 stop short of the border: a box loss remains
         assert _kind_items(dataclasses.replace(spec, scale_x_y=1.0), raw)["box"] > 1e-3, iou_loss
 
@@ -562,3 +579,377 @@ def test_truths_sharing_a_slot_average_their_box_deltas():
     ciou = [_box_kinds_reference(pred, np.array(t[2:]) / 64)["ciou"] for t in SHARED_TRUTHS]
     _, items_ciou = _shared_slot("ciou", SHARED_TRUTHS)
     assert items_ciou["box"] == pytest.approx(0.5 * ((1 - ciou[0]) + (1 - ciou[1])) / 2, rel=1e-4)
+
+
+# --- behaviour the mutation run of yolo4/trainer/loss.py found unchecked -------------------------------
+
+def test_bbox_iou_names_an_unknown_kind():
+    b = torch.tensor([0.0, 0.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match=r"unknown IoU kind 'dice' \(one of iou, giou, diou, ciou\)"):
+        bbox_iou(b, b, "dice")
+
+
+def test_bbox_iou_of_zero_size_boxes_is_zero_not_nan():
+    # two identical zero-size boxes: intersection 0, union 0, enclosing box 0, d = 0, w/h = 0/0 -> the eps
+    # terms (box.c's division guards) give 0 for every kind (GIoU: iou - (C - U)/C = 0 - (eps - eps)/eps)
+    p = torch.tensor([[3.0, 4.0, 0.0, 0.0]])
+    for kind in ("iou", "giou", "diou", "ciou"):
+        assert bbox_iou(p, p, kind).tolist() == [0.0], kind
+
+
+def test_bbox_iou_defaults_to_plain_iou():
+    # (0, 0, 2, 2) vs (1, 0, 2, 2): intersection 1 x 2, union 6
+    assert bbox_iou(torch.tensor([0.0, 0.0, 2.0, 2.0]), torch.tensor([1.0, 0.0, 2.0, 2.0])).item() == pytest.approx(1 / 3)
+
+
+def test_ciou_of_a_zero_height_box():
+    # box.c box_ciou: a zero-height box's aspect ratio w / 0 is +inf, atan = pi/2; against a square (atan 1 =
+    # pi/4) with the same centre: IoU 0, d = 0, v = 4/pi^2 (pi/4)^2 = 1/4, alpha = v / (1 - 0 + v + 1e-6)
+    flat, square = torch.tensor([0.0, 0.0, 2.0, 0.0]), torch.tensor([0.0, 0.0, 2.0, 2.0])
+    want = -0.25 * 0.25 / (1.25 + 1e-6)
+    assert bbox_iou(flat, square, "ciou").item() == pytest.approx(want, rel=1e-5)
+    assert bbox_iou(square, flat, "ciou").item() == pytest.approx(want, rel=1e-5)
+
+
+def test_decode_layer_channels_anchors_and_cells():
+    """darknet get_yolo_box on a 2 x 3 grid (H x W), two anchors: per anchor the channel group is
+    x, y, w, h, obj, classes; x = (i + sigmoid(tx)) * stride, y = (j + sigmoid(ty)) * stride,
+    w = anchor_w * exp(tw) with tw clamped at 20 (training safety)."""
+    spec = yolo_specs(TINY_ANCHORS, [([4, 5], 32)], 2)[0]            # anchors 135x169, 344x319
+    raw = torch.zeros(1, 2 * 7, 2, 3)
+    raw[0, 7:14, 1, 2] = torch.tensor([1.0, -2.0, 0.5, 25.0, 0.3, -0.7, 1.1])   # anchor 1, row 1, col 2
+    xy, wh, t, obj, cls = decode_layer(raw, spec)
+    assert xy.shape == wh.shape == (1, 2, 2, 3, 2) and t.shape == (1, 2, 2, 3, 4) and cls.shape == (1, 2, 2, 3, 2)
+    sig = 1 / (1 + math.exp(-1.0)), 1 / (1 + math.exp(2.0))
+    assert xy[0, 1, 1, 2].tolist() == pytest.approx([(2 + sig[0]) * 32, (1 + sig[1]) * 32], rel=1e-6)
+    assert wh[0, 1, 1, 2].tolist() == pytest.approx([344 * math.exp(0.5), 319 * math.exp(20.0)], rel=1e-5)
+    assert t[0, 1, 1, 2].tolist() == pytest.approx([1.0, -2.0, 0.5, 25.0])
+    assert obj[0, 1, 1, 2].item() == pytest.approx(0.3)
+    assert cls[0, 1, 1, 2].tolist() == pytest.approx([-0.7, 1.1])
+    # all-zero outputs: the cell centre and the anchor; row 1, col 0 of anchor 0 is (16, 48), 135x169
+    assert xy[0, 0, 1, 0].tolist() == [16.0, 48.0] and wh[0, 0, 1, 0].tolist() == [135.0, 169.0]
+    assert xy[0, 1, 0, 2].tolist() == [80.0, 16.0] and wh[0, 1, 0, 2].tolist() == [344.0, 319.0]
+    # new_coords=1 (inputs already logistic): x = (tx * s - (s - 1)/2 + i) * stride, w = 4 tw^2 anchor_w
+    nc = dataclasses.replace(spec, new_coords=1, scale_x_y=2.0)
+    xy, wh, _, _, _ = decode_layer(raw.clamp(0, 1), nc)
+    assert xy[0, 1, 1, 2].tolist() == pytest.approx([(1.0 * 2 - 0.5 + 2) * 32, (0.0 * 2 - 0.5 + 1) * 32])
+    assert wh[0, 1, 1, 2].tolist() == pytest.approx([4 * 0.25 * 344, 4 * 1.0 * 319])
+    with pytest.raises(ValueError, match=r"yolo layer expects 14 channels \(2 anchors x \(5 \+ 2 classes\)\), got 13"):
+        decode_layer(torch.zeros(1, 13, 2, 3), spec)
+    # the decode keeps the outputs' dtype (bfloat16 under autocast): anchors and grid follow it
+    xy, wh, _, _, _ = decode_layer(raw.to(torch.bfloat16), spec)
+    assert xy.dtype == wh.dtype == torch.bfloat16
+    assert wh[0, 0, 1, 0].tolist() == [135.0, 169.0] and xy[0, 1, 0, 2].tolist() == [80.0, 16.0]
+
+
+def test_loss_names_bad_arguments():
+    with pytest.raises(ValueError, match=r"box_grad must be 'darknet' or 'chain', got 'autograd'"):
+        YoloLoss(tiny_specs(), box_grad="autograd")
+    with pytest.raises(ValueError, match=r"iou_loss=l1 is not supported \(mse, iou, giou, diou, ciou\)"):
+        YoloLoss([dataclasses.replace(tiny_specs()[0], iou_loss="l1")])
+    with pytest.raises(ValueError, match=r"^1 raw outputs for 2 yolo layers$"):
+        YoloLoss(tiny_specs())([torch.zeros(1, 21, 4, 4)], torch.zeros(0, 6))
+
+
+def test_unimplemented_keys_are_named_together_outside_the_loss_module():
+    from yolo4.errors import Yolo4Warning
+    from yolo4.trainer import loss as loss_module
+
+    with pytest.warns(Yolo4Warning) as rec:
+        YoloLoss(tiny_specs(counters_per_class="100,200", truth_thresh=0.9))
+    assert [str(r.message) for r in rec] == [
+        "[yolo] counters_per_class, truth_thresh: not implemented by the trainer's loss, trained as darknet's defaults"]
+    # stacklevel: the warning points at the code that built the loss (this file; under mutmut, its wrapper),
+    # not at the line inside the loss module
+    assert os.path.basename(rec[0].filename) != os.path.basename(loss_module.__file__)
+
+
+def test_no_truths_every_prediction_is_a_negative():
+    # darknet: delta = obj_normalizer * (0 - p) at each of the 2 x 3 x 4 x 4 predictions; sigmoid(0) = .5 ->
+    # BCE log 2 each; the batch mean halves the sum; no box or class term, no positives
+    for smooth in (0, 1):
+        spec = _kind_spec(obj_normalizer=0.4, objectness_smooth=smooth)
+        raw = torch.zeros(2, 18, 4, 4, requires_grad=True)
+        loss, items = YoloLoss([spec])([raw], torch.zeros(0, 6))
+        assert items["positives"] == 0 and items["box"] == 0.0 and items["cls"] == 0.0
+        assert items["obj"] == pytest.approx(0.4 * 96 * math.log(2) / 2, rel=1e-6)
+        assert loss.item() == pytest.approx(items["obj"], rel=1e-6) and items["loss"] == pytest.approx(items["obj"])
+        loss.backward()
+        g = raw.grad.view(2, 3, 6, 4, 4)
+        assert torch.allclose(g[:, :, 4], torch.full((2, 3, 4, 4), 0.4 * 0.5 / 2))
+        assert g[:, :, :4].abs().max().item() == 0.0 and g[:, :, 5].abs().max().item() == 0.0
+
+
+def test_ignore_in_a_layer_without_positives():
+    """A truth whose best anchor (135x169) is in layer 0's mask only: layer 1 has no positive, yet its
+    prediction that covers the truth is ignored (process_batch runs on every layer), or pulled to its
+    IoU with objectness_smooth; the other predictions of layer 1 get obj_normalizer * p."""
+    targets = torch.tensor([[0, 0, 72.0, 72.0, 130.0, 165.0]])
+    raws = [torch.zeros(1, 18, 8, 8), torch.zeros(1, 18, 16, 16)]      # 256 x 256: strides 32, 16
+    raws[1][0, 12 + 2, 4, 4] = math.log(130 / 81)                       # layer 1 slot 2 (81x82) at the
+    raws[1][0, 12 + 3, 4, 4] = math.log(165 / 82)                       # cell (4, 4) centred on (72, 72)
+    # the positive (layer 0, slot 1, cell (2, 2)) predicts 135x169 at (80, 80): intersection 124.5 x 159,
+    # IoU 19795.5 / (22815 + 21450 - 19795.5) = .809 > .7 -> target 1, or that IoU with objectness_smooth
+    pos_iou = 124.5 * 159 / (135 * 169 + 130 * 165 - 124.5 * 159)
+    for smooth, want, pos_target in ((0, 0.0, 1.0), (1, 0.4 * (0.5 - 1.0), pos_iou)):
+        specs = tiny_specs(num_classes=1, obj_normalizer=0.4, objectness_smooth=smooth)
+        rs = [r.clone().requires_grad_(True) for r in raws]
+        loss, items = YoloLoss(specs)(rs, targets)
+        assert items["positives"] == 1
+        loss.backward()
+        assert pairs(assign_layer(targets, specs[0], (8, 8))) == [(0, 0, 1, 2, 2)]
+        assert rs[0].grad[0, 6 + 4, 2, 2].item() == pytest.approx(0.4 * (0.5 - pos_target), abs=1e-6)
+        g1 = rs[1].grad[0, 12 + 4]
+        assert g1[4, 4].item() == pytest.approx(want, abs=1e-5), smooth
+        assert g1[0, 0].item() == pytest.approx(0.4 * 0.5, abs=1e-7)
+
+
+def test_ignore_thresh_is_strict():
+    """darknet: ignored when ``best_match_iou > ignore_thresh``. Truth 74x58 at (40, 40) (best anchor 81x82,
+    slot 2); slot 1 at the same cell predicts 37x58 there: IoU exactly 2146 / 4292 = .5."""
+    targets = torch.tensor([[0, 0, 40.0, 40.0, 74.0, 58.0]])
+    raw = torch.zeros(1, 18, 4, 4)
+    for thresh, ignored in ((0.5, False), (0.49, True)):
+        spec = _kind_spec(ignore_thresh=thresh)
+        assert _obj_grad6(spec, raw, targets, 1, 2, 2) == (0.0 if ignored else pytest.approx(0.5, abs=1e-7))
+        xy, wh, _, _, _ = decode_layer(raw, spec)
+        truths, tvalid = targets[None, :, 2:], torch.ones(1, 1, dtype=torch.bool)
+        loss = YoloLoss([spec])
+        assert loss.match_iou(xy, wh, truths, tvalid)[0, 1, 2, 2].item() == 0.5
+        assert loss.ignore_mask(xy, wh, spec, truths, tvalid)[0, 1, 2, 2].item() is ignored
+        # with the class condition: no class probability > .25 -> never ignored
+        low = torch.full((1, 3, 4, 4, 1), 0.2)
+        assert loss.ignore_mask(xy, wh, spec, truths, tvalid, low)[0, 1, 2, 2].item() is False
+
+
+def _obj_grad6(spec, raw, targets, a, j, i):
+    raw = raw.clone().requires_grad_(True)
+    YoloLoss([spec])([raw], targets)[0].backward()
+    return raw.grad[0, a * 6 + 4, j, i].item()
+
+
+def test_match_iou_class_condition_padding_and_no_truths():
+    """best_match_iou: the best IoU with the image's valid truths (padding rows never count), 0 unless
+    some class probability is > .25 (darknet compare_yolo_class, strict), no truths -> 0."""
+    loss = YoloLoss(tiny_specs())
+    xy, wh = torch.tensor([40.0, 40.0]).view(1, 1, 1, 1, 2), torch.tensor([37.0, 58.0]).view(1, 1, 1, 1, 2)
+    truths = torch.tensor([[[40.0, 40.0, 74.0, 58.0], [40.0, 40.0, 37.0, 58.0]]])   # IoU .5, padding IoU 1
+    tvalid = torch.tensor([[True, False]])
+    assert loss.match_iou(xy, wh, truths, tvalid).flatten().tolist() == [0.5]
+    quarter = torch.tensor(0.25)
+    for p, want in ((quarter, 0.0), (torch.nextafter(quarter, torch.tensor(1.0)), 0.5)):
+        cls_prob = torch.stack((torch.tensor(0.1), p)).view(1, 1, 1, 1, 2)
+        assert loss.match_iou(xy, wh, truths, tvalid, cls_prob).flatten().tolist() == [want]
+    none = loss.match_iou(xy, wh, torch.zeros(1, 0, 4), torch.zeros(1, 0, dtype=torch.bool))
+    assert none.shape == (1, 1, 1, 1) and none.item() == 0.0
+
+
+def _sig(v):
+    return 1 / (1 + math.exp(-v))
+
+
+def test_batch_of_two_images_slots_ignore_and_mean():
+    """Three truths over two images (rows out of image order): every objectness gradient of the batch,
+    worked out cell by cell (darknet: -delta / B), the class gradients, and the per-image-mean items."""
+    spec = _kind_spec(ignore_thresh=0.7)                   # stride 16, 4 x 4, anchors 23x27, 37x58, 81x82
+    targets = torch.tensor([[1, 0, 56.0, 24.0, 81.0, 82.0],     # image 1: anchor 81x82 -> slot 2, cell (1, 3)
+                            [0, 0, 40.0, 40.0, 37.0, 58.0],     # image 0: slot 1, cell (2, 2)
+                            [0, 0, 8.0, 8.0, 23.0, 27.0]],      # image 0: slot 0, cell (0, 0)
+                           dtype=torch.float64)                 # (the loss keeps the outputs' float32)
+    raw = torch.zeros(2, 18, 4, 4)
+    raw[0, 6 + 0, 2, 2] = 0.4                              # image 0's slot-1 positive off centre in x
+    # image 1, slot 1 at (1, 3) predicts image 1's truth: ignored. With all-zero outputs, image 0's slot 2
+    # at (1, 3) predicts image 1's truth and image 1's slots 0 at (0, 0) and 1 at (2, 2) image 0's truths:
+    # each is a plain negative in its own image (only the image's own truths count)
+    raw[1, 6 + 2, 1, 3] = math.log(81 / 37)
+    raw[1, 6 + 3, 1, 3] = math.log(82 / 58)
+    raw.requires_grad_(True)
+    loss, items = YoloLoss([spec])([raw], targets)
+    loss.backward()
+    g = raw.grad.view(2, 3, 6, 4, 4)
+    want_obj = torch.full((2, 3, 4, 4), 0.5 / 2)           # negatives: sigmoid(0) / B
+    want_cls = torch.zeros(2, 3, 4, 4)
+    for b, a, j, i in ((0, 1, 2, 2), (0, 0, 0, 0), (1, 2, 1, 3)):
+        want_obj[b, a, j, i] = want_cls[b, a, j, i] = (0.5 - 1) / 2
+    want_obj[1, 1, 1, 3] = 0.0
+    assert torch.allclose(g[:, :, 4], want_obj, atol=1e-7)
+    assert torch.allclose(g[:, :, 5], want_cls, atol=1e-7)
+    assert items["positives"] == 3
+    # per image mean: obj BCE log 2 at 48 + 47 (one ignored) predictions, cls log 2 at 3 positives, box
+    # 0.5 (1 - CIoU) of the one positive not on its truth
+    pred = np.array([(2 + _sig(0.4)) * 16, 40, 37, 58]) / 64
+    box = 0.5 * (1 - _box_kinds_reference(pred, np.array([40, 40, 37, 58]) / 64)["ciou"])
+    assert items["obj"] == pytest.approx(95 * math.log(2) / 2, rel=1e-6)
+    assert items["cls"] == pytest.approx(3 * math.log(2) / 2, rel=1e-6)
+    assert items["box"] == pytest.approx(box / 2, rel=1e-4)
+    assert items["loss"] == pytest.approx(items["box"] + items["obj"] + items["cls"], rel=1e-6)
+    assert loss.item() == pytest.approx(items["loss"], rel=1e-6) and loss.dtype == torch.float32
+
+
+def _ciou_torch(p, g):
+    """box.c box_ciou in float64 torch, ``alpha`` held constant (the paper's gradient): p, g = (cx, cy, w, h)."""
+    pl, pr, pt, pb = p[0] - p[2] / 2, p[0] + p[2] / 2, p[1] - p[3] / 2, p[1] + p[3] / 2
+    gl, gr, gt, gb = g[0] - g[2] / 2, g[0] + g[2] / 2, g[1] - g[3] / 2, g[1] + g[3] / 2
+    inter = (torch.min(pr, gr) - torch.max(pl, gl)).clamp(min=0) * (torch.min(pb, gb) - torch.max(pt, gt)).clamp(min=0)
+    iou = inter / (p[2] * p[3] + g[2] * g[3] - inter)
+    c2 = (torch.max(pr, gr) - torch.min(pl, gl)) ** 2 + (torch.max(pb, gb) - torch.min(pt, gt)) ** 2
+    d2 = (p[0] - g[0]) ** 2 + (p[1] - g[1]) ** 2
+    v = 4 / math.pi ** 2 * (torch.atan(g[2] / g[3]) - torch.atan(p[2] / p[3])) ** 2
+    alpha = (v / (1 - iou + v + 1e-6)).detach()
+    return iou - d2 / c2 - alpha * v
+
+
+# a non-square layer: stride 16, 4 rows x 6 columns (96 x 64 px). Truth 50x40 at (44, 20): best anchor
+# 37x58 (IoU 1480/2666) -> slot 1, cell row 1, column 2; its raw x, y, w, h are NS_RAW
+NS_TRUTH = [44.0, 20.0, 50.0, 40.0]
+NS_RAW = (0.8, -0.6, -0.3, 0.25)
+
+
+def _ns_run(spec, raw_xywh=NS_RAW, dtype=torch.float32):
+    raw = torch.zeros(1, 18, 4, 6, dtype=dtype)
+    raw[0, 6:10, 1, 2] = torch.tensor(raw_xywh, dtype=dtype)
+    raw.requires_grad_(True)
+    loss, items = YoloLoss([spec])([raw], torch.tensor([[0, 0] + NS_TRUTH]))
+    loss.backward()
+    assert items["positives"] == 1
+    return items, raw.grad[0, 6:10, 1, 2].tolist()
+
+
+def test_mse_box_on_a_non_square_grid():
+    """darknet delta_yolo_box (MSE) at cell (row 1, col 2): t = (44/16 - 2, 20/16 - 1, log(50/37),
+    log(40/58)), out = (sigmoid(tx), sigmoid(ty), tw, th), scale = 2 - (50/96)(40/64) (w, h relative to the
+    96 x 64 input); loss 0.5 scale iou_normalizer |t - out|^2, gradient on the raw outputs scale
+    iou_normalizer (out - t) (no logistic derivative)."""
+    items, grad = _ns_run(_kind_spec(iou_loss="mse"))
+    rx, ry, rw, rh = NS_RAW
+    diff = np.array([_sig(rx) - 0.75, _sig(ry) - 0.25, rw - math.log(50 / 37), rh - math.log(40 / 58)])
+    scale = 2 - (50 / 96) * (40 / 64)
+    assert items["box"] == pytest.approx(0.5 * scale * 0.5 * float((diff ** 2).sum()), rel=1e-5)
+    assert grad == pytest.approx((scale * 0.5 * diff).tolist(), rel=1e-5)
+
+
+def test_ciou_box_value_and_darknet_gradients_on_a_non_square_grid():
+    """1 - CIoU in 0..1 image units (x / 96, y / 64); darknet's raw-output gradients: minus its dx_box_iou
+    delta (the scalar port in test_trainer_box_grad.py) on x, y as is, on w, h times exp(tw), exp clamped
+    at tw = 20 (as the decode), times iou_normalizer."""
+    from .test_trainer_box_grad import _dx_box_iou
+
+    spec = _kind_spec()
+    net = torch.tensor([96.0, 64.0, 96.0, 64.0], dtype=torch.float64)
+    truth = torch.tensor(NS_TRUTH, dtype=torch.float64) / net
+    for raw_xywh in (NS_RAW, (0.8, -0.6, 21.0, 0.25)):
+        rx, ry, rw, rh = raw_xywh
+        ew = math.exp(min(rw, 20.0))
+        pred = (torch.tensor([(2 + _sig(rx)) * 16, (1 + _sig(ry)) * 16, 37 * ew, 58 * math.exp(rh)],
+                             dtype=torch.float64) / net).requires_grad_(True)
+        ref_loss = 0.5 * (1 - _ciou_torch(pred, truth))
+        ref_loss.backward()
+        delta = np.array(_dx_box_iou(pred.detach().tolist(), truth.tolist(), "ciou"))
+        want = (-0.5 * delta * np.array([1.0, 1.0, ew, math.exp(rh)])).tolist()
+        items, grad = _ns_run(spec, raw_xywh, torch.float64)
+        assert items["box"] == pytest.approx(ref_loss.item(), rel=1e-6)
+        assert grad == pytest.approx(want, rel=1e-5)
+
+
+def test_focal_loss_class_term_is_weighted_by_cls_normalizer():
+    spec = tiny_specs(num_classes=3, focal_loss=1)[1]
+    raw = torch.zeros(1, 3 * 8, 4, 4)
+    logits = torch.tensor([_logit(0.3), _logit(0.6), _logit(0.1)])
+    raw[0, 8 + 5:8 + 8, 2, 2] = logits
+    targets = torch.tensor([[0, 1, 40.0, 40.0, 37.0, 58.0]])
+    p = torch.sigmoid(logits)
+    pt = float(p[1])
+    factor = 0.5 * -(1 - pt) * (2 * pt * math.log(pt) + pt - 1)
+    for norm in (1.0, 2.5):
+        r = raw.clone().requires_grad_(True)
+        YoloLoss([dataclasses.replace(spec, cls_normalizer=norm)])([r], targets)[0].backward()
+        assert torch.allclose(r.grad[0, 8 + 5:8 + 8, 2, 2], norm * factor * (p - torch.tensor([0.0, 1.0, 0.0])),
+                              atol=1e-6)
+
+
+def test_new_coords_box_value_and_ignore_on_probabilities():
+    """new_coords=1 (yolov4-csp): outputs are already logistic; x = (tx * 2 - .5 + i) * stride with
+    scale_x_y 2, w = 4 tw^2 anchor; darknet's class condition of the ignore rule reads the class outputs
+    as probabilities (no second logistic)."""
+    targets = torch.tensor([[0, 0, 40.0, 40.0, 37.0, 58.0]])
+    spec = _kind_spec(new_coords=1, scale_x_y=2.0, ignore_thresh=0.7)
+    raw = torch.full((1, 18, 4, 4), 0.5)
+    raw[0, 6:10, 2, 2] = torch.tensor([0.6, 0.3, 0.55, 0.45])           # the positive, slot 1
+    raw[0, 2, 2, 2] = math.sqrt(37 / (4 * 23))                         # slot 0 predicts the truth
+    raw[0, 3, 2, 2] = math.sqrt(58 / (4 * 27))
+    pred = np.array([(0.6 * 2 - 0.5 + 2) * 16, (0.3 * 2 - 0.5 + 2) * 16, 4 * 0.55 ** 2 * 37, 4 * 0.45 ** 2 * 58])
+    want_box = 0.5 * (1 - _box_kinds_reference(pred / 64, targets[0, 2:].numpy() / 64)["ciou"])
+    for p_cls, ignored in ((0.3, True), (0.2, False)):             # sigmoid(.2) would be .55 > .25
+        raw[0, 5, 2, 2] = p_cls
+        r = raw.clone().requires_grad_(True)
+        loss, items = YoloLoss([spec])([r], targets)
+        assert items["box"] == pytest.approx(want_box, rel=1e-5)
+        assert items["positives"] == 1
+        loss.backward()
+        g0 = r.grad[0, 4, 2, 2].item()
+        assert (g0 == 0.0) if ignored else (g0 > 0.1), p_cls
+        assert r.grad[0, 6 + 4, 2, 2].item() < 0                       # the positive is pushed up
+
+
+def test_new_coords_focal_factor_reads_the_probability():
+    """focal_loss=1 with new_coords=1: darknet's factor alpha * grad(pt) scales each class term of the
+    slot, pt the class output itself (already a probability, no logistic): focal / plain gradient = factor."""
+    spec = tiny_specs(num_classes=3, new_coords=1)[1]
+    raw = torch.full((1, 3 * 8, 4, 4), 0.5)
+    raw[0, 8 + 5:8 + 8, 2, 2] = torch.tensor([0.3, 0.6, 0.1])        # the positive (slot 1), truth class 1
+    targets = torch.tensor([[0, 1, 40.0, 40.0, 37.0, 58.0]])
+
+    def cls_grad(sp):
+        r = raw.clone().requires_grad_(True)
+        YoloLoss([sp])([r], targets)[0].backward()
+        return r.grad[0, 8 + 5:8 + 8, 2, 2]
+
+    pt = 0.6
+    factor = 0.5 * -(1 - pt) * (2 * pt * math.log(pt) + pt - 1)
+    plain, focal = cls_grad(spec), cls_grad(dataclasses.replace(spec, focal_loss=1))
+    assert plain.abs().min() > 0.1
+    assert torch.allclose(focal / plain, torch.full((3,), factor), rtol=1e-5)
+
+
+def test_decode_and_match_iou_stay_on_the_inputs_device():
+    # the "meta" device (shapes only) stands in for a GPU: a helper tensor (anchors, grid) made on the
+    # default CPU device instead of the input's raises when combined with the input
+    meta = torch.device("meta")
+    spec = yolo_specs(TINY_ANCHORS, [([4, 5], 32)], 2)[0]
+    xy, wh, t, obj, cls = decode_layer(torch.zeros(2, 14, 2, 3, device=meta), spec)
+    assert {v.device for v in (xy, wh, t, obj, cls)} == {meta} and xy.shape == (2, 2, 2, 3, 2)
+    best = YoloLoss([spec]).match_iou(xy, wh, torch.zeros(2, 3, 4, device=meta),
+                                      torch.ones(2, 3, dtype=torch.bool, device=meta), cls)
+    assert best.device == meta and best.shape == (2, 2, 2, 3)
+
+
+def test_ciou_keeps_box_c_alpha_epsilon_on_elongated_boxes():
+    # a square against a flat box (aspect 20): v is large, so box_ciou's ``+ 0.000001`` in alpha moves the
+    # value by about 7.5e-8 -- float64 resolves it against the numpy port of box.c
+    a, b = [0.5, 0.5, 0.2, 0.2], [0.5, 0.5, 0.4, 0.02]
+    got = bbox_iou(torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64), "ciou").item()
+    assert got == pytest.approx(_box_kinds_reference(a, b)["ciou"], abs=1e-8)
+
+
+def test_focal_factor_at_a_zero_probability_is_finite():
+    # darknet: pt = p + 0.000000000000001F keeps log(pt) finite; at p = 0 the factor is
+    # alpha * -(1 - 0) * (0 + 0 - 1) = 0.5 (a probability of exactly 0: new_coords, or a saturated logistic)
+    w = YoloLoss.focal_weights(torch.tensor([[0.0, 0.7]]), torch.tensor([[1.0, 0.0]]), torch.tensor([0]),
+                               torch.tensor([0]), probs=True)
+    assert torch.allclose(w, torch.tensor([[0.5, 0.5]]), atol=1e-6)
+
+
+def test_new_coords_saturated_probabilities_give_finite_bounded_gradients():
+    """new_coords=1 outputs are probabilities: one that is exactly 1 at a negative, or exactly 0 at the
+    positive (objectness and its class), keeps the loss finite and the gradients bounded (darknet's
+    deltas t - p are at most 1 in size)."""
+    spec = _kind_spec(new_coords=1, ignore_thresh=0.7)
+    raw = torch.full((1, 18, 4, 4), 0.5)
+    raw[0, 4, 0, 0] = 1.0                              # slot 0 at (0, 0): a plain negative, p = 1
+    raw[0, 6 + 4, 2, 2] = 0.0                          # the positive (slot 1 at (2, 2)): objectness 0
+    raw[0, 6 + 5, 2, 2] = 0.0                          # and its truth's class 0
+    raw.requires_grad_(True)
+    loss, items = YoloLoss([spec])([raw], torch.tensor([[0, 0, 40.0, 40.0, 37.0, 58.0]]))
+    assert items["positives"] == 1 and math.isfinite(loss.item())
+    loss.backward()
+    assert torch.isfinite(raw.grad).all() and raw.grad.abs().max().item() < 1e3

@@ -40,12 +40,14 @@ weights are written as a loss and differentiated by autograd):
   Gradient scale (``box_grad``). Darknet does not back-propagate its box loss through the decode:
   ``delta_yolo_box`` puts ``iou_normalizer * dCIoU/d(x, y)`` (box in 0..1 image units) straight on
   the raw x, y outputs (no logistic derivative, no ``1/W`` of the cell -> image mapping), and
-  ``dCIoU/d(w, h) * exp(tw)`` on the raw w, h (``8 p`` with ``new_coords``); for ``mse``
-  ``scale * (tx - x)`` on the raw x. ``box_grad="darknet"`` (default) applies the same scaling with
-  straight-through terms (the loss *value* is unchanged; dCIoU/d(box) is autograd's exact derivative
-  where darknet uses its hand-derived ``dx_box_iou``); ``box_grad="chain"`` is
-  plain autograd through the decode, whose x/y gradients are ``sigmoid' * scale_x_y / W`` times
-  darknet's (about 1/40 at 320 px, stride 32), i.e. a much weaker box term. Darknet's per-element
+  ``dCIoU/d(w, h) * exp(tw)`` on the raw w, h (nothing more with ``new_coords``); for ``mse``
+  ``scale * (tx - x)`` on the raw x. ``box_grad="darknet"`` (default) puts exactly darknet's deltas on
+  the raw outputs: its hand-derived ``dx_box_iou`` (:mod:`.box_grad`, which differs from the exact
+  derivative: w, h terms of the IoU part doubled, the distance term's enclosing-box share subtracted,
+  CIoU's ``1/(w^2+h^2)`` dropped) times ``iou_normalizer`` (the loss *value* is unchanged, its
+  gradient on the raw x, y, w, h is ``-delta``); ``box_grad="chain"`` is plain autograd of ``1 - IoU
+  kind`` through the decode, whose x/y gradients are ``sigmoid' * scale_x_y / W`` times the exact
+  derivative (about 1/40 at 320 px, stride 32), i.e. a much weaker box term. Darknet's per-element
   ``max_delta`` clip is not applied (the trainer clips the global gradient norm instead).
 
 Not implemented (a :class:`yolo4.errors.Yolo4Warning` names them when a cfg sets them):
@@ -70,6 +72,7 @@ from ..errors import Yolo4Warning
 from ..model.cfg import YoloSpec
 from ..model.layers import decode_xywh
 from .assign import LayerTargets, assign_layer
+from .box_grad import darknet_box_delta
 
 IOU_KINDS = ("iou", "giou", "diou", "ciou")
 
@@ -385,12 +388,19 @@ class YoloLoss:
             net = pbox.new_tensor([W * spec.stride, H * spec.stride] * 2)
             pn = pbox / net                                                 # 0..1 image units, as darknet
             if darknet:
-                # darknet delta_yolo_box: dIoU/d(box) applied to the raw x, y as is (no logistic
-                # derivative, no 1/W), to the raw w, h times exp(tw) only (8 p with new_coords)
-                dw = 8.0 * t[:, 2:] if spec.new_coords else torch.exp(t[:, 2:].clamp(max=20.0))
-                pn = torch.cat((pn[:, :2].detach() + (t[:, :2] - t[:, :2].detach()),
-                                pn[:, 2:].detach() + dw.detach() * (t[:, 2:] - t[:, 2:].detach())), 1)
-            iou = bbox_iou(pn, tbox / net, spec.iou_loss)
-            lbox = ((1.0 - iou) * w_pair).sum() * spec.iou_normalizer
+                # darknet delta_yolo_box: dx_box_iou's delta (box_grad.py) on the raw x, y as is (no
+                # logistic derivative, no 1/W), on the raw w, h times exp(tw) (nothing with new_coords);
+                # the loss value stays 1 - IoU kind, its gradient is -delta
+                with torch.no_grad():
+                    iou = bbox_iou(pn, tbox / net, spec.iou_loss)
+                    delta = darknet_box_delta(pn, tbox / net, spec.iou_loss)
+                    if not spec.new_coords:
+                        delta[:, 2:] *= torch.exp(t[:, 2:].clamp(max=20.0))
+                    delta = delta * (w_pair * spec.iou_normalizer)[:, None]
+                surrogate = -(delta * t).sum()
+                lbox = ((1.0 - iou) * w_pair).sum() * spec.iou_normalizer + (surrogate - surrogate.detach())
+            else:
+                iou = bbox_iou(pn, tbox / net, spec.iou_loss)
+                lbox = ((1.0 - iou) * w_pair).sum() * spec.iou_normalizer
         return lbox, lobj, lcls, int(lt.t.numel())
 
