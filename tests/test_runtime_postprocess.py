@@ -2,6 +2,7 @@
 darknet's src/box.c diounms_sort / do_nms_sort as the reference."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -16,6 +17,35 @@ from yolo4.runtime.postprocess import (
     postprocess,
 )
 from yolo4.runtime.preprocess import Transform
+
+
+@pytest.fixture(autouse=True)
+def _no_runaway_nms_loops(monkeypatch):
+    """Every pass of :func:`postprocess` holds at least one image, every run of the pair path at least one
+    candidate, and the NMS kernels are entered a bounded number of times: a loop that stops advancing
+    fails the test at once instead of hanging it."""
+    chunk, pairs, dense, kernel_calls = pp._postprocess_chunk, pp._greedy_pairs, pp._greedy_dense, [0]
+
+    def chunk_guard(boxes, *args, **kwargs):
+        assert boxes.shape[0] >= 1, "postprocess made a pass over no image"
+        return chunk(boxes, *args, **kwargs)
+
+    def count_kernel_call():
+        kernel_calls[0] += 1
+        assert kernel_calls[0] <= 10_000, "the NMS kernels entered over 10000 times in one test"
+
+    def pairs_guard(boxes, *args, **kwargs):
+        count_kernel_call()
+        assert boxes.shape[0] >= 1, "a pair-path run over no candidate"
+        return pairs(boxes, *args, **kwargs)
+
+    def dense_guard(*args, **kwargs):
+        count_kernel_call()
+        return dense(*args, **kwargs)
+
+    monkeypatch.setattr(pp, "_postprocess_chunk", chunk_guard)
+    monkeypatch.setattr(pp, "_greedy_pairs", pairs_guard)
+    monkeypatch.setattr(pp, "_greedy_dense", dense_guard)
 
 # ---------------------------------------------------------------- darknet reference (written here)
 
@@ -300,8 +330,16 @@ def test_multi_block_path_equals_reference(monkeypatch, beta):
     monkeypatch.setattr(pp, "PAIR_BUDGET", 0)
     dense_sizes, pair_sizes = [], []
     dense, pairs = pp._greedy_dense, pp._greedy_pairs
-    monkeypatch.setattr(pp, "_greedy_dense", lambda b, *a, **k: dense_sizes.append(len(b)) or dense(b, *a, **k))
-    monkeypatch.setattr(pp, "_greedy_pairs", lambda b, *a, **k: pair_sizes.append(len(b)) or pairs(b, *a, **k))
+
+    def recording(sizes, fn):
+        def inner(b, *a, **k):
+            sizes.append(len(b))
+            assert len(dense_sizes) + len(pair_sizes) <= 10, "NMS kernels called in a loop"
+            return fn(b, *a, **k)
+        return inner
+
+    monkeypatch.setattr(pp, "_greedy_dense", recording(dense_sizes, dense))
+    monkeypatch.setattr(pp, "_greedy_pairs", recording(pair_sizes, pairs))
     boxes, scores = _random_batch(5, b=1, n=120, c=2)
     params = (NmsParams(0.05, 0.45, "diounms", beta, max_output_boxes=10**6) if beta is not None else
               NmsParams(0.05, 0.45, "default", 0.6, max_output_boxes=10**6))
@@ -344,11 +382,28 @@ def test_fixed_point_handles_suppression_chains():
     assert math.isclose(pairwise_diou(boxes[:1], boxes[1:2], None)[0, 0], 70 / 130)
 
 
+def _record_passes(monkeypatch):
+    """Wrap :func:`_postprocess_chunk`: the returned list gets the image count of each pass; more than
+    10 passes is a loop."""
+    chunk, passes = pp._postprocess_chunk, []
+
+    def recording(boxes, *args):
+        passes.append(boxes.shape[0])
+        assert len(passes) <= 10, f"postprocess made over 10 passes: {passes}"
+        return chunk(boxes, *args)
+
+    monkeypatch.setattr(pp, "_postprocess_chunk", recording)
+    return passes
+
+
 def test_batch_split_into_candidate_budget_passes_gives_the_same_result(monkeypatch):
     boxes, scores = _random_batch(11, b=4, n=100, c=3)
+    passes = _record_passes(monkeypatch)
     whole = postprocess(boxes, scores, NmsParams(0.1, 0.45, max_output_boxes=10**6), input_hw=(320, 416))
+    assert passes == [4]  # the default budget: the batch in one pass
     monkeypatch.setattr(pp, "CANDIDATE_BUDGET", 50)  # < one image's candidates: one pass per image
     parts = postprocess(boxes, scores, NmsParams(0.1, 0.45, max_output_boxes=10**6), input_hw=(320, 416))
+    assert passes == [4, 1, 1, 1, 1]
     assert len(parts) == 4 and sum(len(d) for d in parts) > 0
     assert [_as_set(d) for d in parts] == [_as_set(d) for d in whole]
 
@@ -375,3 +430,251 @@ def test_nms_params_for_model_take_kind_from_the_cfg_and_name_plugin_attributes(
     assert set(p.as_dict()) == {"score_threshold", "iou_threshold", "nms_kind", "beta_nms",
                                 "max_output_boxes", "top_k", "class_agnostic"}
     assert NmsParams(nms_kind="greedynms", beta_nms=1.0).beta == 0.6  # darknet's box_diou exponent
+
+
+# ---------------------------------------------------------------- every NMS path, routing, edge cases
+
+NMS_PATHS = ["pairs", "dense", "dense-blocks"]
+
+
+def _force_path(monkeypatch, path):
+    """'pairs': the default sparse path (same-group pairs only); 'dense': every group with a pair goes to
+    the pairwise-matrix path (``PAIR_BUDGET = 0``); 'dense-blocks': the same in blocks of 2 candidates,
+    so that a third candidate is checked against the boxes kept in an earlier block. Returns the list
+    of (kernel, candidates) calls (see :func:`_record_nms_calls`)."""
+    if path != "pairs":
+        monkeypatch.setattr(pp, "PAIR_BUDGET", 0)
+    if path == "dense-blocks":
+        monkeypatch.setattr(pp, "NMS_BLOCK", 2)
+    calls = []
+    _record_nms_calls(monkeypatch, calls, limit=100)
+    return calls
+
+
+def _run(boxes, scores, **params):
+    """One image, one class: the kept scores, highest first."""
+    b = np.array([boxes], np.float32)
+    s = np.array(scores, np.float32)[None, :, None]
+    input_hw = params.pop("input_hw", None)
+    return postprocess(b, s, NmsParams(**params), input_hw=input_hw)[0].scores.tolist()
+
+
+@pytest.mark.parametrize("path", NMS_PATHS)
+def test_hand_decisions_are_the_same_on_every_nms_path(monkeypatch, path):
+    calls = _force_path(monkeypatch, path)
+    # IoU 2/3, DIoU(beta .6) .582, DIoU(beta 1) .650 (test_kind_decides_suppression_hand_case), threshold .6
+    shift2 = [[0, 0, 10, 10], [2, 0, 12, 10]]
+    assert _run(shift2, [0.9, 0.8], iou_threshold=0.6, nms_kind="default") == pytest.approx([0.9])
+    assert _run(shift2, [0.9, 0.8], iou_threshold=0.6, nms_kind="diounms") == pytest.approx([0.9, 0.8])
+    assert _run(shift2, [0.9, 0.8], iou_threshold=0.6, nms_kind="diounms", beta_nms=1.0) == pytest.approx([0.9])
+    # a third box chained behind: 0 suppresses 1 (IoU .667), 1 would suppress 2 (IoU .667) but is gone;
+    # 0 and 2 (shift 4: IoU 60/140 = .43) stay
+    chain = shift2 + [[4, 0, 14, 10]]
+    assert _run(chain, [0.9, 0.8, 0.7], iou_threshold=0.45, nms_kind="default") == pytest.approx([0.9, 0.7])
+    # IoU exactly 1/2: suppressed only by a threshold under it (strict >)
+    half = [[0, 0, 2, 1], [0, 0, 1, 1]]
+    assert _run(half, [0.9, 0.8], iou_threshold=0.5, nms_kind="default") == pytest.approx([0.9, 0.8])
+    assert _run(half, [0.9, 0.8], iou_threshold=0.49, nms_kind="default") == pytest.approx([0.9])
+    # DIoU exactly 15/32: a = [0,0,4,4], b = [0,0,4,2]: IoU 8/16; centres (2,2), (2,1): d^2 = 1; enclosing
+    # 4x4: c^2 = 32; beta 1: 1/2 - 1/32 = 15/32 = 0.46875 (a binary fraction: computed exactly)
+    tie = [[0, 0, 4, 4], [0, 0, 4, 2]]
+    assert _run(tie, [0.9, 0.8], iou_threshold=0.46875, nms_kind="diounms", beta_nms=1.0) == pytest.approx([0.9, 0.8])
+    assert _run(tie, [0.9, 0.8], iou_threshold=0.46, nms_kind="diounms", beta_nms=1.0) == pytest.approx([0.9])
+    assert _run(tie, [0.9, 0.8], iou_threshold=0.46875, nms_kind="default") == pytest.approx([0.9])  # IoU .5
+    # two boxes covering the whole 416x416 input: normalized, both are [0,0,1,1]: IoU 1/1 = 1, d = 0
+    full = [[0, 0, 416, 416], [0, 0, 416, 416]]
+    for kind in ("default", "greedynms"):
+        assert _run(full, [0.9, 0.8], nms_kind=kind, input_hw=(416, 416)) == pytest.approx([0.9])
+    # boxes with x2 < x1 (a broken model's output): darknet's box_intersection is 0 for a negative
+    # width, so they never suppress each other, on any path
+    inverted = [[10, 0, 0, 10], [9, 0, 1, 10]]
+    assert _darknet_overlap(inverted[0], inverted[1], None) == 0.0
+    assert _run(inverted, [0.9, 0.8], nms_kind="default") == pytest.approx([0.9, 0.8])
+    # each run above went through the path under test
+    assert len(calls) == 12 and {kind for kind, _ in calls} == {"pairs" if path == "pairs" else "dense"}
+
+
+def _reference_keep(boxes, scores, groups, thresh, beta):
+    """Indices kept by the darknet port, group by group."""
+    kept = []
+    for g in np.unique(groups):
+        idx = np.flatnonzero(groups == g)
+        ref = _darknet_nms(boxes[idx], scores[idx, None], -math.inf, thresh, beta, (1, 1))
+        kept += [int(idx[i]) for _, i, _ in ref]
+    return sorted(kept)
+
+
+@pytest.mark.parametrize("block", [1024, 5])
+def test_diou_nms_negative_threshold_equals_reference(monkeypatch, block):
+    """A threshold under 0 (where even disjoint boxes can 'overlap': IoU 0, DIoU < 0) takes the dense path
+    for all groups at once. Groups of 6, 8 and 5 boxes (interleaved): with blocks of 5 a block starts on a
+    group's last box and another starts inside a group (checked against that group's earlier kept boxes)."""
+    monkeypatch.setattr(pp, "NMS_BLOCK", block)
+    rng = np.random.default_rng(21)
+    groups = rng.permutation(np.repeat([0, 1, 2], [6, 8, 5]))
+    xy = rng.uniform(0, 1, (19, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(0.02, 0.3, (19, 2))], 1)
+    scores = rng.uniform(0.1, 1, 19)
+    for beta in (0.6, 1.0, None):
+        for thresh in (-0.3, -0.05):
+            keep = diou_nms(boxes, scores, thresh, beta, groups=groups)
+            assert sorted(keep.tolist()) == _reference_keep(boxes, scores, groups, thresh, beta)
+            assert np.all(np.diff(scores[keep]) <= 0)
+            if beta is None:  # IoU >= 0 > thresh: the best box of each group suppresses all the others
+                assert sorted(keep.tolist()) == sorted(int(np.flatnonzero(groups == g)[np.argmax(scores[groups == g])])
+                                                       for g in range(3))
+            else:  # the DIoU penalty keeps far-apart boxes (DIoU < thresh)
+                assert len(keep) > 3
+    # one box alone is kept; the threshold stays strict below 0: a = [0,0,1,1], b = [2,0,3,1]: IoU 0,
+    # centres 2 apart (d^2 = 4), enclosing 3x1 (c^2 = 10): DIoU(beta 1) = -4/10
+    assert diou_nms([[0, 0, 1, 1]], [0.5], -0.5).tolist() == [0]
+    pair = [[0, 0, 1, 1], [2, 0, 3, 1]]
+    assert diou_nms(pair, [0.9, 0.8], -0.4, 1.0).tolist() == [0, 1]
+    assert diou_nms(pair, [0.9, 0.8], -0.41, 1.0).tolist() == [0]
+    assert diou_nms(pair, [0.9, 0.8], -0.41, None).tolist() == [0]  # IoU 0 > -0.41
+
+
+def _record_nms_calls(monkeypatch, calls, limit=20):
+    """Wrap the two NMS kernels: record (kind, candidates) of each call; more than ``limit`` calls is a loop."""
+    dense, pairs = pp._greedy_dense, pp._greedy_pairs
+
+    def wrap(kind, fn):
+        def inner(boxes, *args, **kwargs):
+            calls.append((kind, len(boxes)))
+            assert len(calls) <= limit, f"NMS kernels called over {limit} times: {calls[:limit]}"
+            return fn(boxes, *args, **kwargs)
+        return inner
+
+    monkeypatch.setattr(pp, "_greedy_dense", wrap("dense", dense))
+    monkeypatch.setattr(pp, "_greedy_pairs", wrap("pairs", pairs))
+
+
+def test_groups_are_routed_whole_within_the_pair_budget(monkeypatch):
+    """PAIR_BUDGET = 3, groups of 2, 3, 1, 4, 2, 2, 2, 2 boxes = 1, 3, 0, 6, 1, 1, 1, 1 same-group pairs.
+    Runs of consecutive whole groups with at most 3 pairs in all go to the pair path: [g0] (adding g1
+    makes 4 pairs), [g1, g2] (3 pairs: exactly the budget), then g3 (6 pairs > 3) alone to the dense
+    path, then [g4, g5, g6] (3 pairs) and [g7]. Each candidate is in exactly one call, and the result
+    is the per-group reference's."""
+    monkeypatch.setattr(pp, "PAIR_BUDGET", 3)
+    calls = []
+    _record_nms_calls(monkeypatch, calls)
+    sizes = [2, 3, 1, 4, 2, 2, 2, 2]
+    rng = np.random.default_rng(4)
+    groups = rng.permutation(np.repeat(np.arange(8), sizes))
+    # each group: jittered copies of one 20x20 box, so that NMS suppresses within groups
+    base = rng.uniform(0, 100, (8, 2))[groups]
+    boxes = np.concatenate([base, base + 20], 1) + rng.normal(0, 3, (groups.size, 4))
+    scores = rng.uniform(0.1, 1, groups.size)
+    keep = diou_nms(boxes, scores, 0.45, 0.6, groups=groups)
+    assert calls == [("pairs", 2), ("pairs", 4), ("dense", 4), ("pairs", 6), ("pairs", 2)]
+    assert sorted(keep.tolist()) == _reference_keep(boxes, scores, groups, 0.45, 0.6)
+    assert len(keep) < groups.size  # suppression happened
+
+
+def test_images_are_gathered_in_candidate_budget_passes(monkeypatch):
+    """CANDIDATE_BUDGET = 4, images with 3, 1, 5, 2, 2, 1 candidates: passes [0, 1] (4 candidates), [2]
+    (5: alone, over the budget), [3, 4] (4), [5]. Each image in exactly one pass, with all its own
+    detections (disjoint boxes: nothing suppressed)."""
+    monkeypatch.setattr(pp, "CANDIDATE_BUDGET", 4)
+    passes = _record_passes(monkeypatch)
+    counts = [3, 1, 5, 2, 2, 1]
+    boxes = np.tile(_grid_boxes(6)[None], (6, 1, 1))
+    scores = np.zeros((6, 6, 2), np.float32)
+    for i, n in enumerate(counts):
+        scores[i, :n, 1] = np.linspace(0.9, 0.5, n)
+    dets = postprocess(boxes, scores, NmsParams(0.25, 0.45), input_hw=(1024, 1024))
+    assert passes == [2, 1, 2, 1]
+    assert [len(d) for d in dets] == counts
+    for i, d in enumerate(dets):
+        assert d.scores.tolist() == pytest.approx(np.linspace(0.9, 0.5, counts[i]).tolist())
+        assert np.array_equal(d.boxes, _grid_boxes(6)[:counts[i]]) and d.class_ids.tolist() == [1] * counts[i]
+
+
+def test_postprocess_errors_name_the_shapes():
+    with pytest.raises(ValueError, match=r"expected boxes \[B,N,4\].*got \(1, 2, 5\) and \(1, 2, 3\)"):
+        postprocess(np.zeros((1, 2, 5)), np.zeros((1, 2, 3)))
+    with pytest.raises(ValueError, match=r"got \(1, 2, 1, 4\) and \(1, 2, 3\)"):  # 4-D boxes
+        postprocess(np.zeros((1, 2, 1, 4)), np.zeros((1, 2, 3)))
+    with pytest.raises(ValueError, match=r"got \(2, 4\) and \(1, 2, 3\)"):  # one image without its batch axis
+        postprocess(np.zeros((2, 4)), np.zeros((1, 2, 3)))
+    t = Transform(1.0, 1.0, 0.0, 0.0, 32, 32)
+    with pytest.raises(ValueError, match="2 transforms for a batch of 1"):
+        postprocess(np.zeros((1, 2, 4)), np.zeros((1, 2, 3)), transforms=[t, t])
+    with pytest.raises(ValueError, match=r"boxes \(3, 4\) and scores \(2,\) differ in length"):
+        diou_nms(np.zeros((3, 4)), np.zeros(2))
+
+
+def test_integer_boxes_are_computed_in_float():
+    """Integer inputs (lists of ints, uint8 arrays) give the float results: no integer division,
+    no uint8 wrap-around of areas (200 * 200 = 40000)."""
+    a, b = [0, 0, 200, 200], [100, 0, 250, 200]
+    # intersection 100x200 = 20000, union 40000 + 30000 - 20000 = 50000: IoU 0.4; centres (100,100),
+    # (175,100): d^2 = 75^2 = 5625; enclosing 250x200: c^2 = 62500 + 40000 = 102500
+    u8 = np.array([a, b], np.uint8)
+    assert pairwise_diou(u8[:1], u8[1:], None)[0, 0] == pytest.approx(0.4)
+    assert pairwise_diou(u8[:1], u8[1:], 0.6)[0, 0] == pytest.approx(0.4 - (5625 / 102500) ** 0.6)
+    assert np.allclose(pairwise_diou(u8, u8, None), [[1.0, 0.4], [0.4, 1.0]])
+    # diou_nms on a list of ints: shift 2 (DIoU .582 > .45: suppressed), a disjoint box kept
+    assert diou_nms([[0, 0, 10, 10], [2, 0, 12, 10], [50, 50, 60, 60]], [0.9, 0.8, 0.7]).tolist() == [0, 2]
+    assert diou_nms(u8, np.array([0.9, 0.8]), 0.3, None).tolist() == [0]   # IoU .4 > .3
+    assert diou_nms(u8, np.array([0.9, 0.8]), 0.45, None).tolist() == [0, 1]
+
+
+def test_diou_nms_defaults_are_darknets():
+    """iou_thresh 0.45 and beta 0.6. Shift 2 of a 10x10 box: DIoU .582 > .45, suppressed. Shift 3: IoU
+    70/130 = .538; d^2 = 9, c^2 = 13^2 + 10^2 = 269: (9/269)^.6 = .130: DIoU .408 <= .45, kept (with
+    beta 1.6 it would be .538 - .0044 = .534 and suppressed)."""
+    assert diou_nms([[0, 0, 10, 10], [2, 0, 12, 10]], [0.9, 0.8]).tolist() == [0]
+    shift3 = [[0, 0, 10, 10], [3, 0, 13, 10]]
+    assert pairwise_diou(shift3[:1], shift3[1:], 0.6)[0, 0] == pytest.approx(70 / 130 - (9 / 269) ** 0.6)
+    assert diou_nms(shift3, [0.9, 0.8]).tolist() == [0, 1]
+    assert diou_nms(shift3, [0.9, 0.8], beta=1.6).tolist() == [0]
+
+
+def test_diou_nms_output_ties_keep_the_lower_index_first():
+    """40 disjoint boxes, two groups, 5 boxes per score value (each value in one group only): the output
+    is by score descending, equal scores in index order."""
+    values = np.repeat([0.9, 0.7, 0.5, 0.3, 0.8, 0.6, 0.4, 0.2], 5)
+    groups = np.repeat([0, 1], 20)
+    perm = np.random.default_rng(5).permutation(40)
+    scores, groups = values[perm], groups[perm]
+    keep = diou_nms(_grid_boxes(40), scores, 0.45, 0.6, groups=groups)
+    assert keep.tolist() == sorted(range(40), key=lambda i: (-scores[i], i))
+    assert keep.dtype == np.int64
+
+
+def test_diou_nms_takes_column_scores_and_groups():
+    """scores and groups of shape [K, 1] (a model's column output) are the same as [K]."""
+    boxes = [[0, 0, 10, 10], [2, 0, 12, 10], [50, 50, 60, 60], [51, 50, 61, 60]]
+    scores = np.array([0.9, 0.8, 0.7, 0.95])
+    groups = np.array([0, 0, 1, 2])
+    flat = diou_nms(boxes, scores, 0.45, 0.6, groups=groups)
+    assert flat.tolist() == [3, 0, 2]  # 1 suppressed by 0; 2 and 3 in different groups
+    assert diou_nms(boxes, scores[:, None], 0.45, 0.6, groups=groups[:, None]).tolist() == flat.tolist()
+    assert diou_nms(boxes, scores[:, None], 0.45, 0.6).tolist() == [3, 0]  # one group: 3 suppresses 2
+
+
+def test_overlap_is_zero_for_boxes_apart_along_y():
+    """Boxes overlapping in x but 90 px apart in y: IoU 0 (not a negative 'intersection' of 10 x -90);
+    DIoU(beta 1) = -d^2/c^2 with centres (5,5), (5,105): d^2 = 10000, enclosing 10x110: c^2 = 12200."""
+    a, b = [[0, 0, 10, 10]], [[0, 100, 10, 110]]
+    assert pairwise_diou(a, b, None)[0, 0] == 0.0
+    assert pairwise_diou(a, b, 1.0)[0, 0] == pytest.approx(-10000 / 12200)
+    # as a suppression decision under a negative threshold: IoU 0 > -0.5 suppresses
+    assert diou_nms(a + b, [0.9, 0.8], -0.5, None).tolist() == [0]
+
+
+def test_no_warnings_on_ordinary_and_degenerate_boxes():
+    """No numpy warning (0/0, uninitialized output) on zero-size, coincident, disjoint or overlapping
+    boxes, on either NMS path."""
+    boxes = np.array([[5, 5, 5, 5], [5, 5, 5, 5], [0, 0, 10, 10], [2, 0, 12, 10], [20, 0, 30, 10],
+                      [0, 20, 0, 30]], np.float64)
+    scores = np.linspace(0.9, 0.4, 6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = pairwise_diou(boxes, boxes, 0.6)
+        assert m[0, 1] == 0.0 and m[2, 3] == pytest.approx(2 / 3 - (4 / 244) ** 0.6)
+        diou_nms(boxes, scores, 0.45, 0.6)
+        diou_nms(boxes, scores, -0.2, 0.6)
+        postprocess(boxes[None].astype(np.float32), scores[None, :, None].astype(np.float32), NmsParams(0.1),
+                    input_hw=(32, 32))

@@ -120,3 +120,120 @@ def test_scale_boxes_round_trip_and_clip():
     unclipped = scale_boxes_to_original(np.array([[0, 0, 500, 500]], np.float32), t, clip=False)
     assert np.allclose(unclipped, [[-20, -80, 980, 1920]])
     assert scale_boxes_to_original(np.zeros((0, 4), np.float32), t).shape == (0, 4)
+
+
+def test_bgra_and_one_channel_grey_are_converted():
+    """HxWx4 BGRA: the alpha channel is dropped; HxWx1 grey: copied to the three channels."""
+    bgra = np.empty((30, 40, 4), np.uint8)
+    bgra[:] = (10, 100, 200, 0)
+    bgra[:, 20:, 3] = 255  # the alpha varies: it must not matter
+    batch, (t,) = preprocess([bgra], (32, 32), letter_box=False)
+    assert (t.orig_w, t.orig_h) == (40, 30)
+    assert np.allclose(batch[0, 0], 200 / 255) and np.allclose(batch[0, 1], 100 / 255)
+    assert np.allclose(batch[0, 2], 10 / 255)
+    u8, _ = resize_one(bgra, (32, 32), letter_box=False)
+    assert u8.shape == (32, 32, 3) and np.all(u8 == (10, 100, 200))
+
+    grey = np.full((30, 40, 1), 77, np.uint8)
+    batch, _ = preprocess([grey], (32, 32), letter_box=False)
+    assert batch.shape == (1, 3, 32, 32) and np.allclose(batch[0], 77 / 255)
+    u8, _ = resize_one(grey, (32, 32), letter_box=True)  # 40x30 -> 32x24 at pad_y 4
+    assert u8.shape == (32, 32, 3) and np.all(u8[4:28] == 77) and np.all(u8[:4] == PAD_VALUE_U8)
+
+
+def test_image_already_at_the_content_size_is_not_resampled():
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    batch, (t,) = preprocess([img], (64, 96), letter_box=False)
+    assert np.allclose(batch[0], img[:, :, ::-1].transpose(2, 0, 1) / 255.0, atol=1e-6)
+    assert (t.scale_x, t.scale_y, t.pad_x, t.pad_y) == (1.0, 1.0, 0.0, 0.0)
+    u8, _ = resize_one(img, (64, 96), letter_box=True)
+    assert np.array_equal(u8, img)
+    # letterbox: a 96x48 image in a 96x96 input keeps its size, at rows 24..71
+    half = img[:48]
+    batch, (t,) = preprocess([half], (96, 96), letter_box=True)
+    assert (t.scale_x, t.scale_y, t.pad_y) == (1.0, 1.0, 24.0)
+    assert np.allclose(batch[0, :, 24:72], half[:, :, ::-1].transpose(2, 0, 1) / 255.0, atol=1e-6)
+    assert np.all(batch[0, :, :24] == 0.5) and np.all(batch[0, :, 72:] == 0.5)
+
+
+@pytest.mark.parametrize("letter_box", [False, True])
+def test_one_pixel_image_fills_its_content(letter_box):
+    """A 1x1 image: bilinear resampling of one pixel is that pixel everywhere in the content.
+    Letterbox into 4x6 (HxW): netw/w = 6 > neth/h = 4, so new_w = 1 * 4 // 1 = 4, new_h = 4, pad_x = 1."""
+    img = np.array([[[7, 8, 9]]], np.uint8)
+    batch, (t,) = preprocess([img], (4, 6), letter_box)
+    u8, _ = resize_one(img, (4, 6), letter_box)
+    cols = slice(1, 5) if letter_box else slice(0, 6)
+    assert np.allclose(batch[0, :, :, cols], np.array([9, 8, 7])[:, None, None] / 255)
+    assert np.all(u8[:, cols] == (7, 8, 9)) and u8.shape == (4, 6, 3)
+    if letter_box:
+        assert (t.pad_x, t.scale_x, t.scale_y) == (1.0, 4.0, 4.0)
+        assert np.all(batch[0, :, :, [0, 5]] == 0.5) and np.all(u8[:, [0, 5]] == PAD_VALUE_U8)
+
+
+def test_one_row_and_one_column_images_are_bilinear():
+    """Pixels 0 and 200 stretched from 2 to 4 (OpenCV's half-pixel centres): source x = (x + 0.5) / 2 - 0.5
+    = -0.25, 0.25, 0.75, 1.25 -> 0, 0.75*0 + 0.25*200, 0.25*0 + 0.75*200, 200 = 0, 50, 150, 200."""
+    row = np.zeros((1, 2, 3), np.uint8)
+    row[0, 1] = 200
+    u8, t = resize_one(row, (2, 4), letter_box=False)
+    assert np.all(u8[..., 0] == [[0, 50, 150, 200]] * 2) and (t.orig_w, t.orig_h) == (2, 1)
+    col = row.transpose(1, 0, 2).copy()  # 1 wide, 2 high
+    batch, (t,) = preprocess([col], (4, 2), letter_box=False)
+    assert np.allclose(batch[0, 1] * 255, [[0, 0], [50, 50], [150, 150], [200, 200]], atol=1e-4)
+    assert (t.orig_w, t.orig_h) == (1, 2)
+
+
+@pytest.mark.parametrize("wh, input_hw, bad", [
+    ((0, 5), (64, 32), "image size 0x5 and input size 32x64"),
+    ((5, 0), (64, 32), "image size 5x0 and input size 32x64"),
+    ((5, 5), (64, 0), "image size 5x5 and input size 0x64"),
+    ((5, 5), (0, 32), "image size 5x5 and input size 32x0"),
+    ((-3, 5), (64, 32), "image size -3x5"),
+])
+def test_letterbox_geometry_rejects_each_non_positive_size(wh, input_hw, bad):
+    for letter_box in (False, True):
+        with pytest.raises(ValueError, match=bad):
+            letterbox_geometry(wh, input_hw, letter_box)
+
+
+def test_one_pixel_sizes_are_valid_and_keep_one_pixel_of_content():
+    """Each size may be 1. A 1x1000 (WxH) image in 416x416: netw/w = 416 >= neth/h = .416, so new_h = 416,
+    new_w = 1 * 416 // 1000 = 0 -> at least 1, pad_x = (416 - 1) // 2 = 207; 1000x1 likewise in y."""
+    assert letterbox_geometry((1, 1), (1, 1), True) == (1, 1, 0, 0)
+    assert letterbox_geometry((1, 7), (3, 1), False) == (1, 3, 0, 0)
+    assert letterbox_geometry((7, 1), (1, 3), True) == (3, 1, 0, 0)   # netw/w = 3/7 < neth/h = 1
+    assert letterbox_geometry((1, 1000), (416, 416), True) == (1, 416, 207, 0)
+    assert letterbox_geometry((1000, 1), (416, 416), True) == (416, 1, 0, 207)
+    img = np.full((1, 1000, 3), 255, np.uint8)
+    batch, (t,) = preprocess([img], (416, 416), letter_box=True)
+    assert np.all(batch[0, :, 207] == 1.0) and np.all(batch[0, :, :207] == 0.5) and np.all(batch[0, :, 208:] == 0.5)
+    assert t.content_wh == (416.0, 1.0)
+
+
+def test_resize_one_letterbox_non_square_input_is_uint8_hxw():
+    """640x480 into 320x640 (HxW): netw/w = 1 >= neth/h = .667, so new_w = 640 * 320 // 480 = 426,
+    new_h = 320, pad_x = (640 - 426) // 2 = 107."""
+    img = _solid(640, 480, (1, 2, 3))
+    u8, t = resize_one(img, (320, 640), letter_box=True)
+    assert u8.shape == (320, 640, 3) and u8.dtype == np.uint8 and u8.flags.c_contiguous
+    assert np.all(u8[:, 107:533] == (1, 2, 3))
+    assert np.all(u8[:, :107] == PAD_VALUE_U8) and np.all(u8[:, 533:] == PAD_VALUE_U8)
+    assert (t.pad_x, t.pad_y) == (107.0, 0.0)
+
+
+def test_scale_boxes_to_original_computes_in_float64_from_any_dtype():
+    """(x - pad) / scale in float64, then float32: integer boxes are not truncated, float16 boxes not
+    rounded to float16 (100 / 3 = 33.33 here; 33.34 in float16)."""
+    t = Transform(scale_x=3.0, scale_y=2.0, pad_x=0.0, pad_y=1.0, orig_w=1000, orig_h=1000)
+    want = np.array([[100 / 3, 99 / 2, 200 / 3, 199 / 2]], np.float32)
+    for boxes in ([[100, 100, 200, 200]], np.array([[100, 100, 200, 200]], np.float16),
+                  np.array([[100, 100, 200, 200]], np.int32)):
+        out = scale_boxes_to_original(boxes, t)
+        assert out.dtype == np.float32 and np.array_equal(out, want)
+
+
+def test_empty_batch_message():
+    with pytest.raises(ValueError, match="needs at least one image"):
+        preprocess([], (64, 64), True)
