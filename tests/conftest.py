@@ -188,3 +188,34 @@ def assert_usage_error(proc, *needles):
     assert "Traceback" not in out and "Usage: yolo4" in out, out
     for n in needles:
         assert n in out, (n, out)
+
+
+@pytest.fixture
+def no_runaway_nms_loops(monkeypatch):
+    """Every pass of :func:`postprocess` holds at least one image, every run of the pair path at least one
+    candidate, and the NMS kernels are entered a bounded number of times: a loop that stops advancing
+    fails the test at once instead of hanging it."""
+    import yolo4.runtime.postprocess as pp
+
+    chunk, pairs, dense, kernel_calls = pp._postprocess_chunk, pp._greedy_pairs, pp._greedy_dense, [0]
+
+    def chunk_guard(boxes, *args, **kwargs):
+        assert boxes.shape[0] >= 1, "postprocess made a pass over no image"
+        return chunk(boxes, *args, **kwargs)
+
+    def count_kernel_call():
+        kernel_calls[0] += 1
+        assert kernel_calls[0] <= 10_000, "the NMS kernels entered over 10000 times in one test"
+
+    def pairs_guard(boxes, *args, **kwargs):
+        count_kernel_call()
+        assert boxes.shape[0] >= 1, "a pair-path run over no candidate"
+        return pairs(boxes, *args, **kwargs)
+
+    def dense_guard(*args, **kwargs):
+        count_kernel_call()
+        return dense(*args, **kwargs)
+
+    monkeypatch.setattr(pp, "_postprocess_chunk", chunk_guard)
+    monkeypatch.setattr(pp, "_greedy_pairs", pairs_guard)
+    monkeypatch.setattr(pp, "_greedy_dense", dense_guard)
