@@ -10,7 +10,7 @@
 # (killed / (killed + survived + timeout + suspicious)), and each survivor's name (show one with
 # `cd .mutation/MODULE && ../../.venv/bin/mutmut show NAME`). Survivors that are equivalent (no input
 # can tell them apart) are listed with the reason in the README's section on tests.
-# Not in CI: a module takes 5 to 60 minutes on 2 cores. Tests marked slow are left out.
+# Not in CI: a module takes 5 to 60 minutes on 2 cores. Tests marked slow are left out (and MARKS below).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -21,6 +21,11 @@ declare -A TESTS=(
   [trainer/loss]="tests/test_trainer_loss.py tests/test_trainer_assign.py"
   [runtime/backends/tensorrt_backend]="tests/test_runtime_tensorrt_backend.py"
   [convert/engine_builder]="tests/test_engine_builder_standin.py tests/test_engine_build.py"
+)
+# tests left out besides the slow ones: engine_builder's real TensorRT-for-RTX builds take 10 to 60 s each
+# (hours over 800 mutants); its stand-in and pure-function tests are the ones that run per mutant
+declare -A MARKS=(
+  [convert/engine_builder]="not slow and not tensorrt"
 )
 
 if [ "${1:-}" = "--list" ] || [ $# -lt 1 ]; then
@@ -56,7 +61,7 @@ tests_toml="$(printf '"%s", ' ${TESTS[$module]})"
 source_paths = ["yolo4"]
 only_mutate = ["yolo4/$module.py"]
 pytest_add_cli_args_test_selection = [${tests_toml%, }]
-pytest_add_cli_args = ["-m", "not slow", "-p", "no:cacheprovider"]
+pytest_add_cli_args = ["-m", "${MARKS[$module]:-not slow}", "-p", "no:cacheprovider"]
 use_git_change_detection = false
 EOF
 } > "$work/pyproject.toml"

@@ -13,12 +13,13 @@ import importlib.util
 import json
 import subprocess
 import sys
+import weakref
 
 import numpy as np
 import pytest
 
 from tests.conftest import assert_user_error, run_cli
-from yolo4.errors import ModelFileError, Yolo4Error
+from yolo4.errors import ModelFileError, Yolo4Error, Yolo4Warning
 from yolo4.model_info import ModelInfo
 from yolo4.runtime.backends import BACKENDS, create_backend, default_backend, model_form
 from yolo4.runtime.backends import tensorrt_backend as tb
@@ -244,6 +245,7 @@ class FakeCuda:
 
     def __init__(self):
         self.calls, self.addresses, self.allocs, self.tagged, self.stack, self.streams = [], {}, [], [], [], []
+        self.devices = []  # the ordinals of Device(i)
         self.next_address = 1 << 32
         fake = self
 
@@ -260,7 +262,7 @@ class FakeCuda:
 
         class Device:
             def __init__(self, index):
-                pass
+                fake.devices.append(index)
 
             def retain_primary_context(self):
                 return Ctx()
@@ -301,10 +303,12 @@ class FakeCuda:
         self.calls.append("init")
 
     def pagelocked_empty(self, size, dtype):
+        assert isinstance(size, int) and size >= 0, size
         return np.zeros(size, dtype)
 
     def mem_alloc(self, nbytes):
         assert self.stack, "cuMemAlloc without a current context"
+        assert nbytes > 0, "cuMemAlloc of 0 bytes: CUDA_ERROR_INVALID_VALUE"
         m = _DevMem(self, int(nbytes))
         self.allocs.append(m)
         return m
@@ -331,6 +335,7 @@ class FakeCuda:
 
     def memset_d8_async(self, ptr, value, count, stream):
         self.check(stream)
+        assert all(isinstance(v, int) for v in (ptr, value, count)), "pycuda takes integers here"
         ptr = int(ptr)
         base = max(a for a in self.addresses if a <= ptr)  # the allocation holding ptr (write checks the end)
         self.addresses[base].write(bytes([value]) * int(count), ptr - base)
@@ -347,14 +352,22 @@ class FakeTensorRT:
     their real dtypes (``get_tensor_dtype``). "Inference" writes each image's first pixel ``v`` into
     its outputs: boxes/scores all ``v``; with the four NMS outputs, ``num_detections`` = ``int(v)`` and
     ``detection_classes`` = ``int(v) + 1`` as int32 (sequencing only, not a model).
-    ``fail_exec``: how many of the next enqueues return False (TensorRT reporting an error)."""
+    ``fail_exec``: how many of the next enqueues return False (TensorRT reporting an error).
+    Strict where TensorRT is: an engine's runtime must outlive it (held weakly here, so a backend that
+    drops it fails), tensor addresses must be device allocations, the input shape is set by the input's
+    name. ``no_engine``, ``no_context_from``, ``refuse_profile``, ``refuse_address``, ``refuse_shape``:
+    TensorRT's refusals; ``dtype_names``: a type reported instead of the tensor's (``BF16``)."""
 
     __version__ = "10.13.3.9"
 
     def __init__(self, cuda, descs):
         fake = self
         self.cuda, self.descs, self.shapes, self.contexts, self.fail_exec = cuda, descs, [], [], 0
-        self.runtimes = []
+        self.runtimes, self.loggers, self.plugin_inits = [], [], []
+        # refusals TensorRT can answer with: no engine, no context (from the n-th on), a profile, an
+        # address, an input shape; and tensor name -> DataType name reported instead of the desc's
+        self.no_engine, self.no_context_from, self.refuse_profile, self.refuse_address = False, None, False, None
+        self.refuse_shape, self.dtype_names = False, {}
 
         class DataType:
             def __init__(self, name):
@@ -367,24 +380,33 @@ class FakeTensorRT:
             WARNING = 2
 
             def __init__(self, level):
-                pass
+                self.level = level
+                fake.loggers.append(self)
 
         class Context:
-            def __init__(self):
-                self.addr, self.shape, self.profile = {}, None, 0
+            def __init__(self, engine):
+                self.addr, self.shape, self.profile, self.engine = {}, None, 0, engine
                 fake.contexts.append(self)
 
             def set_optimization_profile_async(self, index, stream):
                 fake.cuda.check(fake.cuda.stream_of(stream))
+                if fake.refuse_profile:
+                    return False
                 self.profile = index
                 fake.cuda.calls.append("profile%d" % index)
                 return True
 
             def set_tensor_address(self, name, ptr):
+                assert isinstance(ptr, int) and ptr in fake.cuda.addresses, ptr
+                if name == fake.refuse_address:
+                    return False
                 self.addr[name] = ptr
                 return True
 
             def set_input_shape(self, name, dims):
+                assert name == [d.name for d in fake.descs if d.is_input][0], name
+                if fake.refuse_shape:
+                    return False
                 self.shape = tuple(dims)
                 fake.shapes.append(self.shape)
                 fake.cuda.calls.append("shape")
@@ -392,6 +414,7 @@ class FakeTensorRT:
 
             def execute_async_v3(self, stream):
                 fake.cuda.check(fake.cuda.stream_of(stream))
+                assert self.engine.runtime() is not None, "the runtime was destroyed before its engine"
                 assert self.shape is not None and len(self.addr) == len(fake.descs), "enqueue before setup"
                 fake.cuda.calls.append("exec")
                 fake.cuda.tagged.append(("exec", stream))
@@ -426,30 +449,38 @@ class FakeTensorRT:
                 return TensorIOMode.INPUT if {d.name: d for d in descs}[name].is_input else TensorIOMode.OUTPUT
 
             def get_tensor_dtype(self, name):
-                return DataType(_TRT_NAMES[{d.name: d for d in descs}[name].dtype])
+                return DataType(fake.dtype_names.get(name) or _TRT_NAMES[{d.name: d for d in descs}[name].dtype])
 
             def get_tensor_shape(self, name):
                 return list({d.name: d for d in descs}[name].shape)
 
             def create_execution_context(self):
-                return Context()
+                if fake.no_context_from is not None and len(fake.contexts) >= fake.no_context_from:
+                    return None  # TensorRT's answer when it cannot make one (out of memory)
+                return Context(self)
 
         class Runtime:
             num_DLA_cores = 0
 
             def __init__(self, logger):
-                self.DLA_core = -1
+                self.DLA_core, self.logger = -1, logger
                 self.deserialized_on = None
-                fake.runtimes.append(self)
+                fake.runtimes.append(weakref.ref(self))  # weak: whoever deserializes must keep it
 
             def deserialize_cuda_engine(self, plan):
                 self.deserialized_on = self.DLA_core
-                return Engine()
+                self.plan = plan
+                if fake.no_engine:
+                    return None
+                engine = Engine()
+                engine.runtime = weakref.ref(self)  # TensorRT: the runtime must outlive its engines
+                return engine
 
         self.Logger, self.Runtime, self.TensorIOMode = Logger, Runtime, TensorIOMode
         self.Dims = list
 
     def init_libnvinfer_plugins(self, logger, namespace):
+        self.plugin_inits.append((logger, namespace))
         return True
 
 
@@ -459,9 +490,7 @@ def test_call_sequence_on_stand_ins(tmp_path, monkeypatch):
     descs = [TensorDesc("images", True, (-1, 3, 64, 64), F32), TensorDesc("boxes", False, (-1, 3, 4), F32),
              TensorDesc("scores", False, (-1, 3, 2), F32)]
     fake_trt = FakeTensorRT(cuda, descs)
-    monkeypatch.setattr(tb, "_import_tensorrt", lambda *a: fake_trt)
-    monkeypatch.setattr(tb, "_import_pycuda", lambda where: cuda)
-    monkeypatch.setattr(tb, "cuda_device", lambda i: CudaDevice(0, "NVIDIA A100", "8.0"))
+    _install(monkeypatch, fake_trt, cuda)
     be = create_backend("tensorrt", path=engine)
     assert be.max_batch == 4 and be.fixed_batch is None and be.nms is None and be.info.names == ["a", "b"]
     assert len(cuda.allocs) == 3 and cuda.calls == ["init"]
@@ -536,8 +565,9 @@ def test_class_count_must_match_the_metadata(tmp_path, monkeypatch):
     monkeypatch.setattr(tb, "_import_tensorrt", lambda *a: FakeTensorRT(cuda, descs))
     monkeypatch.setattr(tb, "_import_pycuda", lambda where: cuda)
     monkeypatch.setattr(tb, "cuda_device", lambda i: CudaDevice(0, "NVIDIA A100", "8.0"))
-    with pytest.raises(ModelFileError, match="80 classes but the metadata names 2"):
+    with pytest.raises(ModelFileError) as e:
         create_backend("tensorrt", path=engine)
+    assert str(e.value) == f"{engine}: scores have 80 classes but the metadata names 2"
     assert cuda.pushed == 0 and cuda.allocs == []
 
 
@@ -567,14 +597,31 @@ SMALL_NMS = [SMALL[0], TensorDesc("num_detections", False, (-1, 1), I32),
              TensorDesc("detection_classes", False, (-1, 5), I32)]
 
 
+def _install(monkeypatch, fake_trt, cuda, gpu=CudaDevice(0, "NVIDIA A100", "8.0")):
+    """The stand-ins in place of the TensorRT module, pycuda and the driver's GPU; the imports are asked
+    for the engine's own flavour and release, naming the engine (their errors name it)."""
+    from yolo4.runtime.engine_meta import read_engine_meta
+
+    def import_tensorrt(flavour, version, where):
+        meta = read_engine_meta(where)
+        assert (flavour, version) == (meta.trt_flavour, meta.trt_version), (flavour, version)
+        return fake_trt
+
+    def import_pycuda(where):
+        read_engine_meta(where)  # the engine's path
+        return cuda
+
+    monkeypatch.setattr(tb, "_import_tensorrt", import_tensorrt)
+    monkeypatch.setattr(tb, "_import_pycuda", import_pycuda)
+    monkeypatch.setattr(tb, "cuda_device", lambda i: gpu)
+
+
 def _fake_backend(tmp_path, monkeypatch, descs=SMALL, meta=None, runtime_dla_cores=0, **kw):
     engine = _engine(tmp_path, **dict(dict(num_profiles=2), **(meta or {})))
     cuda = FakeCuda()
     fake_trt = FakeTensorRT(cuda, descs)
     fake_trt.Runtime.num_DLA_cores = runtime_dla_cores
-    monkeypatch.setattr(tb, "_import_tensorrt", lambda *a: fake_trt)
-    monkeypatch.setattr(tb, "_import_pycuda", lambda where: cuda)
-    monkeypatch.setattr(tb, "cuda_device", lambda i: CudaDevice(0, "NVIDIA A100", "8.0"))
+    _install(monkeypatch, fake_trt, cuda)
     return tb.TensorRTBackend(engine, **kw), cuda, fake_trt
 
 
@@ -783,6 +830,7 @@ def test_submit_frames_preprocesses_into_the_context_input(tmp_path, monkeypatch
             self.closed = False
 
         def run(self, images, dst_ptr, stream):
+            cuda.check(stream)  # on the context's stream, before its enqueue
             mem = cuda.addresses[dst_ptr]
             x = np.zeros((len(images), 3, 64, 64), np.float32)
             x[:, 0, 0, 0] = [im[0, 0, 0] for im in images]
@@ -851,10 +899,10 @@ def test_dla_core_set_before_deserializing(tmp_path, monkeypatch):
     """An engine built for DLA core 1 deserializes with ``IRuntime.DLA_core = 1`` (else core 0)."""
     be, _, fake_trt = _fake_backend(tmp_path, monkeypatch, meta=dict(dla_core=1, precision="fp16"),
                                     runtime_dla_cores=2)
-    assert fake_trt.runtimes[-1].deserialized_on == 1
+    assert fake_trt.runtimes[-1]().deserialized_on == 1
     be.close()
     be, _, fake_trt = _fake_backend(tmp_path, monkeypatch)  # a GPU engine leaves the runtime alone
-    assert fake_trt.runtimes[-1].deserialized_on == -1
+    assert fake_trt.runtimes[-1]().deserialized_on == -1
     be.close()
 
 
@@ -996,3 +1044,465 @@ def test_close_after_a_faulted_stream_warns_once_and_still_frees(tmp_path, monke
     with pytest.warns(Warning, match="context 0: cuStreamSynchronize failed: an illegal memory access"):
         be.close()
     assert all(m.freed for m in cuda.allocs) and cuda.calls[-1] == "detach" and cuda.pushed == 0
+
+
+# ------------------------------------------------------------------------------------------------
+# opening an engine: what TensorRT and pycuda are handed, and each refusal (stand-ins, NOT integration)
+# ------------------------------------------------------------------------------------------------
+
+def _released(cuda):
+    """Everything allocated is freed, no context is left current, and the primary context is released."""
+    return all(m.freed for m in cuda.allocs) and cuda.pushed == 0 and cuda.calls[-1] == "detach"
+
+
+def test_open_hands_tensorrt_the_plan_a_warning_logger_and_the_device(tmp_path, monkeypatch):
+    engine = _engine(tmp_path, num_profiles=2)
+    engine.write_bytes(b"serialized plan \x00\x01")
+    cuda = FakeCuda()
+    fake_trt = FakeTensorRT(cuda, SMALL)
+    asked = []
+    monkeypatch.setattr(tb, "_import_tensorrt", lambda *a: fake_trt)
+    monkeypatch.setattr(tb, "_import_pycuda", lambda where: cuda)
+    monkeypatch.setattr(tb, "cuda_device", lambda i: asked.append(i) or CudaDevice(i, "NVIDIA A100", "8.0"))
+    be = tb.TensorRTBackend(engine, device=1)
+    assert asked == [1] and cuda.devices == [1]  # the GPU asked for, for the driver and for pycuda
+    assert fake_trt.runtimes[-1]().plan == b"serialized plan \x00\x01"  # the engine file, byte for byte
+    assert [lg.level for lg in fake_trt.loggers] == [fake_trt.Logger.WARNING]
+    assert fake_trt.runtimes[-1]().logger is fake_trt.loggers[0]
+    # TensorRT's own plugins registered once, in the default namespace, with the runtime's logger
+    assert fake_trt.plugin_inits == [(fake_trt.loggers[0], "")] and be.plugins == []
+    assert be.pipeline_depth == 2 and be.graph_stats == [(0, 0), (0, 0)]
+    be.close()
+    assert be.pipeline_depth == 1 and _released(cuda)
+
+
+def test_no_gpu_names_the_device_and_the_onnx_the_engine_was_built_from(tmp_path, monkeypatch):
+    engine = _engine(tmp_path, built_onnx="/models/m-fp16.onnx")
+    monkeypatch.setattr(tb, "_import_tensorrt", lambda *a: FakeTensorRT(FakeCuda(), []))
+    monkeypatch.setattr(tb, "_import_pycuda", lambda where: FakeCuda())
+    monkeypatch.setattr(tb, "cuda_device", lambda i: None)
+    with pytest.raises(Yolo4Error) as e:
+        tb.TensorRTBackend(engine, device=3)
+    assert str(e.value) == (f"{engine}: no CUDA GPU 3 (no NVIDIA driver or no such device): a TensorRT engine runs "
+                            "on an NVIDIA GPU; use the ONNX model on ONNX Runtime here (--onnx /models/m-fp16.onnx)")
+    with pytest.raises(ModelFileError) as e:
+        tb.TensorRTBackend(tmp_path / "gone.engine")
+    assert str(e.value) == f"{tmp_path / 'gone.engine'}: engine not found"
+
+
+def test_an_engine_tensorrt_cannot_deserialize_is_one_line(tmp_path, monkeypatch):
+    cuda = FakeCuda()
+    fake_trt = FakeTensorRT(cuda, SMALL)
+    fake_trt.no_engine = True
+    _install(monkeypatch, fake_trt, cuda)
+    engine = _engine(tmp_path)
+    with pytest.raises(ModelFileError) as e:
+        tb.TensorRTBackend(engine)
+    assert str(e.value) == (f"{engine}: TensorRT could not deserialize the engine (see the TensorRT message above); "
+                            "rebuild it with `yolo4 build-engine`")
+    assert _released(cuda)
+
+
+@pytest.mark.parametrize("descs, needle", [
+    # a tensor type numpy cannot hold, named with the tensor
+    ([SMALL[0], SMALL[1], TensorDesc("scores", False, (-1, 3, 2), F32)],
+     "tensor 'scores': TensorRT data type BF16 has no numpy equivalent (engine I/O must be one of BOOL, FLOAT, HALF, "
+     "INT32, INT64, INT8, UINT8)"),
+    # two inputs, or an input that is not 4-D
+    (SMALL + [TensorDesc("sizes", True, (-1, 2), F32)],
+     "expected one input [B,3,H,W], got [('images', [-1, 3, 64, 64]), ('sizes', [-1, 2])]"),
+    ([TensorDesc("images", True, (-1, 3, 4096), F32)] + SMALL[1:],
+     "expected one input [B,3,H,W], got [('images', [-1, 3, 4096])]"),
+    # outputs a yolo4 engine does not have, and a dynamic dimension besides the batch
+    ([SMALL[0], TensorDesc("features", False, (-1, 3, 4), F32)],
+     "expected outputs 'boxes' [B,N,4] and 'scores' [B,N,C], or num_detections, detection_boxes, detection_scores, "
+     "detection_classes; got ['features']"),
+    ([SMALL[0], SMALL[1], TensorDesc("scores", False, (-1, -1, 2), F32)],
+     "tensor 'scores' has a dynamic dimension besides the batch: [-1, -1, 2]"),
+])
+def test_unexpected_engine_io_is_one_line_naming_the_engine(tmp_path, monkeypatch, descs, needle):
+    cuda = FakeCuda()
+    fake_trt = FakeTensorRT(cuda, descs)
+    fake_trt.dtype_names = {"scores": "BF16"} if "BF16" in needle else {}
+    _install(monkeypatch, fake_trt, cuda)
+    engine = _engine(tmp_path)
+    with pytest.raises(ModelFileError) as e:
+        tb.TensorRTBackend(engine)
+    assert str(e.value) == f"{engine}: {needle}"
+    assert cuda.allocs == [] and _released(cuda)
+
+
+@pytest.mark.parametrize("knob, needle", [
+    (dict(no_context_from=1), "could not create execution context 2 of 2 (out of GPU memory? try --contexts 1)"),
+    (dict(no_context_from=0), "could not create execution context 1 of 2"),
+    (dict(refuse_profile=True), "TensorRT refused optimization profile 1 (the engine has 2)"),
+    (dict(refuse_address="scores"), "TensorRT refused the address of tensor 'scores'"),
+])
+def test_context_setup_refusals_are_one_line_and_free_everything(tmp_path, monkeypatch, knob, needle):
+    cuda = FakeCuda()
+    fake_trt = FakeTensorRT(cuda, SMALL)
+    for k, v in knob.items():
+        setattr(fake_trt, k, v)
+    _install(monkeypatch, fake_trt, cuda)
+    engine = _engine(tmp_path, num_profiles=2)
+    with pytest.raises(ModelFileError) as e:
+        tb.TensorRTBackend(engine)
+    assert needle in str(e.value) and str(engine) in str(e.value)
+    assert cuda.allocs and _released(cuda)
+
+
+def test_dla_core_equal_to_the_number_of_cores_is_refused(tmp_path, monkeypatch):
+    """Cores are numbered from 0: an engine for core 1 needs a machine with 2."""
+    with pytest.raises(ModelFileError) as e:
+        _fake_backend(tmp_path, monkeypatch, meta=dict(dla_core=1, precision="fp16"), runtime_dla_cores=1)
+    assert str(e.value) == (f"{tmp_path / 'm.engine'}: the engine was built for DLA core 1, this machine has 1 DLA "
+                            "core(s): run it on the Jetson it was built for, or rebuild it with `yolo4 build-engine` "
+                            "(without --dla-core for the GPU)")
+    be, _, fake_trt = _fake_backend(tmp_path, monkeypatch, meta=dict(dla_core=0, precision="fp16"),
+                                    runtime_dla_cores=1)
+    assert fake_trt.runtimes[-1]().deserialized_on == 0
+    be.close()
+
+
+@pytest.mark.parametrize("kind", ["efficient", "plugin"])
+def test_nms_kind_and_params_come_from_the_metadata(tmp_path, monkeypatch, kind):
+    """An NMS-ended engine keeps the kind its metadata names (``trt`` only when it names none); an
+    engine without the NMS outputs has no NMS, whatever the metadata says."""
+    loaded, other = [], tmp_path / "libother.so"
+    if kind == "plugin":  # the DIoU-NMS library the engine needs, as `yolo4 build-plugin` leaves it
+        from yolo4 import plugins
+
+        lib = tmp_path / "libdiou_nms_plugin.so"
+        lib.write_bytes(b"")
+        other.write_bytes(b"")
+        monkeypatch.setenv("YOLO4_PLUGIN_LIB", str(lib))
+        monkeypatch.setattr(plugins, "_loaded", {})
+        monkeypatch.setattr(plugins, "_cdll", lambda path: loaded.append(path) or object())
+    be, _, _ = _fake_backend(tmp_path, monkeypatch, descs=SMALL_NMS, meta=dict(
+        model=dict(INFO.to_metadata(), **nms_metadata(kind, NmsParams(max_output_boxes=5))),
+        plugin_libraries=[str(other)] if kind == "plugin" else []))
+    assert be.nms == kind and be.nms_params == NmsParams(max_output_boxes=5)
+    if kind == "plugin":  # the library the build loaded, then the DIoU-NMS one
+        assert be.plugins == loaded == [str(other), str(tmp_path / "libdiou_nms_plugin.so")]
+    be.close()
+    be, _, _ = _fake_backend(tmp_path, monkeypatch, descs=SMALL, meta=dict(
+        model=dict(INFO.to_metadata(), **nms_metadata("efficient", NmsParams(max_output_boxes=5)))))
+    assert be.nms is None and be.nms_params is None
+    be.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# running batches: shapes, padding, buffers, refusals (stand-ins, NOT integration)
+# ------------------------------------------------------------------------------------------------
+
+def test_fixed_batch_engine_on_stand_ins(tmp_path, monkeypatch):
+    """A fixed-batch engine (input [2,3,64,64], no optimization profile to pick): every enqueue is at
+    its batch, a short batch is zero-padded, a long one split; two contexts, both on profile 0."""
+    descs = [TensorDesc("images", True, (2, 3, 64, 64), F32), TensorDesc("boxes", False, (2, 3, 4), F32),
+             TensorDesc("scores", False, (2, 3, 2), F32)]
+    fixed = {"min": [2, 3, 64, 64], "opt": [2, 3, 64, 64], "max": [2, 3, 64, 64]}
+    be, cuda, fake_trt = _fake_backend(tmp_path, monkeypatch, descs=descs,
+                                       meta=dict(input_shape=[2, 3, 64, 64], profile=fixed, num_profiles=1))
+    assert be.fixed_batch == 2 and be.max_batch == 2 and be.contexts == 2
+    assert not any(c.startswith("profile") for c in cuda.calls)
+    assert [len(m.data) for m in cuda.allocs] == [2 * 3 * 64 * 64 * 4, 2 * 3 * 4 * 4, 2 * 3 * 2 * 4] * 2
+    boxes, scores = be(_batch([1, 2, 3]))
+    assert boxes.shape == (3, 3, 4) and scores.shape == (3, 3, 2) and list(boxes[:, 0, 0]) == [1, 2, 3]
+    assert fake_trt.shapes == [(2, 3, 64, 64)] * 2  # once per context
+    # the second chunk's padding image went to the device as zeros
+    x = np.frombuffer(be._slots[1].dev["images"].read(2 * 3 * 64 * 64 * 4), np.float32).reshape(2, 3, 64, 64)
+    assert x[0, 0, 0, 0] == 3 and not x[1].any()
+    be.close()
+
+
+def test_padding_rows_are_zeroed_over_an_earlier_batch(tmp_path, monkeypatch):
+    """One image on a profile whose minimum is 2, after a batch of 2 on the same context: the padding
+    image sent to the device is zeros, not the earlier batch's second image."""
+    profile = {"min": [2, 3, 64, 64], "opt": [2, 3, 64, 64], "max": [4, 3, 64, 64]}
+    be, cuda, fake_trt = _fake_backend(tmp_path, monkeypatch, meta=dict(profile=profile), contexts=1)
+    stale = np.full((2, 3, 64, 64), 5.0, np.float32)
+    be(stale)
+    b, s = be(_batch([7]))
+    assert b.shape == (1, 3, 4) and s.shape == (1, 3, 2) and b[0, 0, 0] == 7
+    x = np.frombuffer(be._slots[0].dev["images"].read(2 * 3 * 64 * 64 * 4), np.float32).reshape(2, 3, 64, 64)
+    assert x[0, 0, 0, 0] == 7 and not x[0, 1:].any() and not x[1].any()
+    assert fake_trt.shapes == [(2, 3, 64, 64)]  # the same shape twice: set once
+    assert cuda.calls[1:] == ["htod", "shape", "exec", "dtoh", "dtoh", "sync", "htod", "exec", "dtoh", "dtoh", "sync"]
+    be.close()
+
+
+def test_float16_engine_io_is_converted_both_ways(tmp_path, monkeypatch):
+    """An engine with float16 I/O: the float32 batch is uploaded as float16 (half the bytes) and the
+    outputs come back as float32, as the Backend contract says."""
+    f16 = np.dtype("float16")
+    descs = [TensorDesc("images", True, (-1, 3, 64, 64), f16), TensorDesc("boxes", False, (-1, 3, 4), f16),
+             TensorDesc("scores", False, (-1, 3, 2), f16)]
+    be, cuda, _ = _fake_backend(tmp_path, monkeypatch, descs=descs, contexts=1)
+    assert [len(m.data) for m in cuda.allocs] == [4 * 3 * 64 * 64 * 2, 4 * 3 * 4 * 2, 4 * 3 * 2 * 2]
+    b, s = be(_batch([0.5, 3.0]))
+    assert b.dtype == np.float32 and s.dtype == np.float32 and list(b[:, 1, 2]) == [0.5, 3.0]
+    be.close()
+
+
+def test_outputs_are_copies_not_views_of_the_reused_buffers(tmp_path, monkeypatch):
+    be, _, _ = _fake_backend(tmp_path, monkeypatch, contexts=1)
+    b1, s1 = be(_batch([1, 2]))
+    be(_batch([8, 9]))  # the same context and buffers
+    assert list(b1[:, 0, 0]) == [1, 2] and list(s1[:, 2, 1]) == [1, 2]
+    assert b1.flags.c_contiguous and b1.flags.owndata
+    be.close()
+
+
+def test_submit_of_exactly_max_batch_returns_before_the_batch_is_done(tmp_path, monkeypatch):
+    be, cuda, _ = _fake_backend(tmp_path, monkeypatch)
+    p = be.submit(_batch([1, 2, 3, 4]))
+    assert isinstance(p, tb.TrtPending) and "exec" in cuda.calls and "sync" not in cuda.calls
+    assert list(p.result()[0][:, 0, 0]) == [1, 2, 3, 4] and cuda.calls.count("sync") == 1
+    done = be.submit(_batch([1, 2, 3, 4, 5]))  # above max_batch: run at once, in chunks
+    assert cuda.calls.count("sync") == 3 and list(done.result()[0][:, 0, 0]) == [1, 2, 3, 4, 5]
+    be.close()
+    with pytest.raises(RuntimeError, match="TensorRTBackend is closed"):
+        be.submit(_batch([1]))
+
+
+def test_submit_frames_bounds(tmp_path, monkeypatch):
+    from yolo4.runtime import gpu_preprocess
+    from yolo4.runtime.preprocess import Transform
+
+    class FakePre:
+        def __init__(self, input_hw, letter_box, max_batch, dtype=np.float32):
+            pass
+
+        def run(self, images, dst_ptr, stream):
+            x = np.zeros((len(images), 3, 64, 64), np.float32)
+            x[:, 0, 0, 0] = [im[0, 0, 0] for im in images]
+            cuda.addresses[dst_ptr].write(x.tobytes())
+            return [Transform(1.0, 1.0, 0.0, 0.0, im.shape[1], im.shape[0]) for im in images]
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(gpu_preprocess, "GpuPreprocessor", FakePre)
+    be, cuda, _ = _fake_backend(tmp_path, monkeypatch)
+    frames = [np.full((8, 8, 3), v, np.uint8) for v in (1, 2, 3, 4)]
+    pending, transforms = be.submit_frames(frames)  # max_batch frames: one enqueue, nothing to pad
+    assert len(transforms) == 4 and list(pending.result()[0][:, 0, 0]) == [1, 2, 3, 4]
+    assert "memset" not in cuda.calls
+    pending, _ = be.submit_frames(frames[:1])  # one: the profile's minimum is 1, no padding either
+    assert list(pending.result()[0][:, 0, 0]) == [1] and "memset" not in cuda.calls
+    with pytest.raises(ValueError, match=r"submit_frames takes 1\.\.4 frames, got 0"):
+        be.submit_frames([])
+    be.close()
+    with pytest.raises(RuntimeError, match="TensorRTBackend is closed"):
+        be.submit_frames(frames)
+
+
+def test_refused_input_shape_and_failed_enqueue_name_the_engine(tmp_path, monkeypatch):
+    be, cuda, fake_trt = _fake_backend(tmp_path, monkeypatch, contexts=1)
+    fake_trt.refuse_shape = True
+    with pytest.raises(RuntimeError) as e:
+        be(_batch([1, 2]))
+    assert str(e.value) == (f"{be.path}: TensorRT refused input shape [2, 3, 64, 64] (profile "
+                            "{'min': [1, 3, 64, 64], 'opt': [2, 3, 64, 64], 'max': [4, 3, 64, 64]})")
+    fake_trt.refuse_shape = False
+    fake_trt.fail_exec = 1
+    with pytest.raises(RuntimeError) as e:
+        be(_batch([1, 2]))
+    assert str(e.value) == f"{be.path}: TensorRT execution failed (see the TensorRT message above)"
+    assert cuda.pushed == 0
+    b, _ = be(_batch([3]))  # the next batch runs
+    assert list(b[:, 0, 0]) == [3]
+    be.close()
+
+
+def test_refused_capture_drops_the_graphs_of_the_old_context(tmp_path, monkeypatch):
+    """A context with a graph at one shape whose capture at another shape is refused and whose plain
+    retry fails: the new context starts without the old one's graphs (destroyed) nor warm-ups, so the
+    first shape runs plainly on it, never a graph of the discarded context."""
+    from yolo4.runtime import cuda_graph
+
+    log = _graph_stand_in(monkeypatch)
+    good = cuda_graph.capture
+    be, cuda, fake_trt = _fake_backend(tmp_path, monkeypatch, contexts=1, cuda_graph=True)
+    log["trt"] = fake_trt
+    be(_batch([1, 2]))
+    be(_batch([1, 2]))  # captured at [2,3,64,64]
+    be(_batch([1, 2, 3]))  # warm-up at [3,3,64,64]
+    assert len(log["captured"]) == 1 and be.graph_stats == [(1, 1)]
+
+    def refused(handle, enqueue):
+        fake_trt.fail_exec = 2  # the capture's enqueue, then the plain retry on the same context
+        assert not enqueue()
+        raise cuda_graph.CudaGraphError("the enqueue failed during stream capture")
+
+    monkeypatch.setattr(cuda_graph, "capture", refused)
+    old = be._slots[0].context
+    with pytest.warns(Yolo4Warning, match="CUDA graph capture failed"):
+        b, _ = be(_batch([4, 5, 6]))
+    assert list(b[:, 0, 0]) == [4, 5, 6] and be._slots[0].context is not old
+    assert log["destroyed"] == [1] and be._slots[0].graphs == {} and be._slots[0].warmed_shapes == {(3, 3, 64, 64)}
+    monkeypatch.setattr(cuda_graph, "capture", good)
+    n = len(log["launched"])
+    b, _ = be(_batch([7, 8]))  # plainly, on the new context
+    assert list(b[:, 0, 0]) == [7, 8] and len(log["launched"]) == n and fake_trt.last_context is be._slots[0].context
+    assert be.graph_stats == [(1, 1)]
+    be.close()
+    assert log["destroyed"] == [1]  # not destroyed twice
+
+
+def test_refused_capture_failing_on_the_new_context_too_is_an_error(tmp_path, monkeypatch):
+    from yolo4.runtime import cuda_graph
+
+    be, cuda, fake_trt = _fake_backend(tmp_path, monkeypatch, contexts=1, cuda_graph=True)
+
+    def refused(handle, enqueue):
+        fake_trt.fail_exec = 3  # the capture, the plain retry, and the new context's enqueue
+        assert not enqueue()
+        raise cuda_graph.CudaGraphError("the enqueue failed during stream capture")
+
+    monkeypatch.setattr(cuda_graph, "capture", refused)
+    be(_batch([1]))
+    with pytest.warns(Warning, match="CUDA graph capture failed"), pytest.raises(RuntimeError) as e:
+        be(_batch([2]))
+    assert str(e.value) == (f"{be.path}: TensorRT execution failed after a refused CUDA graph capture, also on a "
+                            "new execution context (see the TensorRT message above)")
+    assert cuda.pushed == 0
+    be.close()
+
+
+def test_empty_output_tensor_gets_a_one_byte_buffer(tmp_path, monkeypatch):
+    """A zero-size output (a dimension of 0) plans 0 bytes; the device buffer is still one byte
+    (cuMemAlloc refuses 0) and the output comes back empty."""
+    descs = SMALL + [TensorDesc("extra", False, (-1, 0, 4), F32)]
+    plan = {b.name: b for b in plan_buffers(descs, 3)}
+    assert plan["extra"].shape == (3, 0, 4) and plan["extra"].size == 0 and plan["extra"].nbytes == 0
+    be, cuda, _ = _fake_backend(tmp_path, monkeypatch, descs=descs, contexts=1)
+    assert [len(m.data) for m in cuda.allocs] == [4 * 3 * 64 * 64 * 4, 4 * 3 * 4 * 4, 4 * 3 * 2 * 4, 1]
+    b, s = be(_batch([1, 2]))
+    assert list(b[:, 0, 0]) == [1, 2] and s.shape == (2, 3, 2)
+    be.close()
+
+
+def test_plan_buffers_fixed_batch_of_zero_is_refused():
+    with pytest.raises(ValueError, match="tensor 'boxes' has a fixed batch of 0, not 1"):
+        plan_buffers([TensorDesc("boxes", False, (0, 3, 4), F32)], 1)
+
+
+def test_capped_contexts_warning_text():
+    n, warning = tb.usable_contexts(3, True, 2)
+    assert n == 2 and warning == ("the engine has 2 optimization profile(s), so 2 execution context(s) run at "
+                                  "once (rebuild with `yolo4 build-engine --contexts 3` for 3)")
+    assert tb.usable_contexts(None, True, 0) == (1, "") and tb.usable_contexts(1, False, 0) == (1, "")
+
+
+def test_constructor_warns_when_fewer_contexts_than_asked(tmp_path, monkeypatch):
+    with pytest.warns(Yolo4Warning, match="the engine has 2 optimization profile"):
+        be, _, _ = _fake_backend(tmp_path, monkeypatch, contexts=3)
+    assert be.contexts == 2
+    be.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# imports, messages
+# ------------------------------------------------------------------------------------------------
+
+def test_import_tensorrt_says_what_to_install(monkeypatch):
+    def absent(name):
+        raise ImportError(f"No module named {name!r}", name=name)
+
+    monkeypatch.setattr(tb.importlib, "import_module", absent)
+    with pytest.raises(Yolo4Error) as e:
+        tb._import_tensorrt("tensorrt-rtx", "1.2.0.54", "/x/m.engine")
+    assert str(e.value) == ("/x/m.engine: running this engine needs the tensorrt_rtx Python package (the engine "
+                            "was built with TensorRT for RTX 1.2.0), which is not installed: pip install tensorrt-rtx")
+
+    def broken(name):
+        raise ImportError("libnvinfer.so.10: cannot open\n  shared object file", name="tensorrt_bindings")
+
+    monkeypatch.setattr(tb.importlib, "import_module", broken)
+    with pytest.raises(Yolo4Error) as e:
+        tb._import_tensorrt("tensorrt", "10.13.3.9", "/x/m.engine")
+    assert str(e.value) == ("/x/m.engine: import tensorrt failed: libnvinfer.so.10: cannot open shared object file "
+                            "(is the TensorRT / CUDA library path set up?)")
+    monkeypatch.setattr(tb.importlib, "import_module", lambda name: ("module", name))
+    assert tb._import_tensorrt("tensorrt-rtx", "1.2.0.54", "/x/m.engine") == ("module", "tensorrt_rtx")
+
+
+def test_import_pycuda_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pycuda", None)  # an import of it fails, installed or not
+    monkeypatch.delitem(sys.modules, "pycuda.driver", raising=False)
+    with pytest.raises(ImportError) as why:
+        import pycuda.driver  # noqa: F401
+    with pytest.raises(Yolo4Error) as e:
+        tb._import_pycuda("/x/m.engine")
+    assert str(e.value) == (f"/x/m.engine: running a TensorRT engine needs pycuda ({why.value}): pip install "
+                            "'yolo4[trt]' (or pycuda)")
+
+
+def test_close_warning_names_an_exception_without_a_message_by_its_type(tmp_path, monkeypatch):
+    be, cuda, _ = _fake_backend(tmp_path, monkeypatch)
+
+    class LaunchError(Exception):
+        pass
+
+    def fault():
+        raise LaunchError()
+
+    def fault2():
+        raise LaunchError("unspecified\n   launch failure")
+
+    be._slots[0].stream.synchronize = fault
+    be._slots[1].stream.synchronize = fault2
+    with pytest.warns(Yolo4Warning) as rec:
+        be.close()
+    assert [str(w.message) for w in rec] == [f"{be.path}: closing with work in flight that failed (context 0: "
+                                             "LaunchError; context 1: unspecified launch failure)"]
+    assert _released(cuda)
+
+
+def test_pure_parts_edge_cases():
+    """Output selection by name whatever the engine's order; a dotted DataType name; the full refusals."""
+    swapped = [TINY[0], TINY[2], TINY[1]]
+    assert select_outputs(swapped) == (["boxes", "scores"], False)
+    other = [TINY[0], TINY[1], TensorDesc("extra", False, (-1, 2535, 80), F32)]
+    assert select_outputs(other) == (["boxes", "extra"], False)  # two outputs, only one of them named
+    with pytest.raises(ValueError) as e:
+        select_outputs([TINY[0], TINY[1]])
+    assert str(e.value) == ("expected outputs 'boxes' [B,N,4] and 'scores' [B,N,C], or num_detections, "
+                            "detection_boxes, detection_scores, detection_classes; got ['boxes']")
+    assert numpy_dtype("tensorrt.DataType.HALF") == np.float16
+    with pytest.raises(ValueError) as e:
+        numpy_dtype("DataType.BF16")
+    assert str(e.value) == ("TensorRT data type BF16 has no numpy equivalent (engine I/O must be one of BOOL, FLOAT, "
+                            "HALF, INT32, INT64, INT8, UINT8)")
+    default = "/cache/plugins/libdiou_nms_plugin.so"
+    # another library recorded, the DIoU-NMS one needed: both, the default added after it
+    assert plugin_libraries_to_load(["/opt/libother.so"], True, default, {default}.__contains__) == \
+        ["/opt/libother.so", default]
+    assert plugin_libraries_to_load(["/opt/libother.so"], False, default, {default}.__contains__) == \
+        ["/opt/libother.so"]
+
+
+def test_batch_of_the_wrong_size_is_refused_before_the_gpu(tmp_path, monkeypatch):
+    be, cuda, _ = _fake_backend(tmp_path, monkeypatch)
+    n = len(cuda.calls)
+    with pytest.raises(ValueError, match=r"^batch is 32x32 \(HxW\) but the model input is 64x64$"):
+        be.submit(np.zeros((1, 3, 32, 32), np.float32))
+    assert len(cuda.calls) == n
+    be.close()
+
+
+def test_driver_failure_at_open_is_reported_as_is(tmp_path, monkeypatch):
+    """cuInit failing (pycuda raises) leaves nothing to release: the driver's own error comes through."""
+    cuda = FakeCuda()
+
+    def no_device():
+        raise RuntimeError("cuInit failed: no CUDA-capable device is detected")
+
+    cuda.init = no_device
+    monkeypatch.setattr(tb, "_import_tensorrt", lambda *a: FakeTensorRT(cuda, SMALL))
+    monkeypatch.setattr(tb, "_import_pycuda", lambda where: cuda)
+    monkeypatch.setattr(tb, "cuda_device", lambda i: CudaDevice(0, "NVIDIA A100", "8.0"))
+    with pytest.raises(RuntimeError, match="^cuInit failed: no CUDA-capable device is detected$"):
+        tb.TensorRTBackend(_engine(tmp_path))
+    assert cuda.allocs == [] and cuda.pushed == 0
