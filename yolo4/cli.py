@@ -1,4 +1,5 @@
-"""``yolo4`` command line: one verb per job (train, export, infer, eval).
+"""``yolo4`` command line: one verb per job (train, export, build-engine, build-plugin, infer, eval,
+benchmark, selftest).
 
 Thin by design: parses options, calls :mod:`yolo4.pipeline` / the library, and turns user errors
 (:class:`yolo4.errors.Yolo4Error`) into a one-line ``error: ...`` on stderr with exit status 2.
