@@ -1,6 +1,15 @@
 """Acceptance: a short CPU fine-tune of the real yolov4-tiny on raccoon (VOC, 1 class, the given
-train/test split) raises test mAP@.5 well above the freshly re-headed model's, and the checkpoint
-scores the same through `yolo4 eval` (the deployment path: export -> ONNX Runtime)."""
+train/test split) with the trainer's defaults reaches the measured floor of test mAP, far above the
+freshly re-headed model's, and the checkpoint scores the same through `yolo4 eval` (the deployment
+path: export -> ONNX Runtime).
+
+The run is benchmarks/finetune.py's raccoon row (5 epochs, batch 8, 320 px, validated once after the
+last epoch, so the test images choose nothing), at seed 0: measured 0.859 / 0.345 (seeds 1 and 2:
+0.871 / 0.300, 0.893 / 0.328; the README's *Fine-tuning defaults*). The floor sits 0.03 / 0.025 below
+the seed-0 figure, a margin for float differences between machines, and far above what the previous
+default reached at seed 0 (0.679 / 0.268: the body at darknet's per-image rate, re-made heads at the
+cfg's rate, EMA).
+"""
 
 import json
 
@@ -16,6 +25,10 @@ from .conftest import run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 
+#: test mAP@.5 / mAP@[.5:.95] the default fine-tune must reach (see the module docstring)
+FLOOR_MAP50, FLOOR_MAP50_95 = 0.83, 0.32
+EPOCHS = 5
+
 
 def test_finetune_raccoon_raises_map(shared_data, tmp_path):
     torch.set_num_threads(2)
@@ -29,15 +42,18 @@ def test_finetune_raccoon_raises_map(shared_data, tmp_path):
     fresh.names = ["raccoon"]
     before = evaluate_model(fresh, test_split, input_hw=(320, 320))
 
-    summary = train(cfg=cfg, data="raccoon", weights=weights, epochs=2, batch_size=8, img_size=320,
-                    output_dir=tmp_path / "run", workers=0, progress=False, log=lambda m: None)
+    summary = train(cfg=cfg, data="raccoon", weights=weights, epochs=EPOCHS, batch_size=8, img_size=320,
+                    eval_every=EPOCHS, output_dir=tmp_path / "run", workers=0, progress=False, log=lambda m: None)
+    assert summary["best_epoch"] == EPOCHS  # validated once: the final model
     p = run_cli("eval", "--data", "raccoon", "--checkpoint", summary["best"], "--img-size", "320",
                 "--save-json", tmp_path / "after.json")
     assert p.returncode == 0, p.stderr
     after = json.loads((tmp_path / "after.json").read_text())
     print("raccoon test mAP@.5: re-headed %.4f -> fine-tuned %.4f (mAP@[.5:.95] %.4f -> %.4f)"
           % (before["map50"], after["map50"], before["map50_95"], after["map50_95"]))
-    assert after["map50"] > before["map50"] + 0.2
-    # the best epoch's own validation (torch backend) and `yolo4 eval` (ONNX Runtime) agree
+    assert before["map50"] < 0.05  # the re-made head knows nothing yet
+    assert after["map50"] >= FLOOR_MAP50 and after["map50_95"] >= FLOOR_MAP50_95
+    # the run's own validation (torch backend) and `yolo4 eval` (ONNX Runtime) agree
     best_row = summary["epochs"][summary["best_epoch"] - 1]
     assert best_row["map50"] == pytest.approx(after["map50"], abs=0.005)
+    assert best_row["map50_95"] == pytest.approx(after["map50_95"], abs=0.005)

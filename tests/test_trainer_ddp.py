@@ -106,7 +106,10 @@ def _ddp_worker(rank, world, port, kwargs, freeze_bn):
 
 
 def _weights(path):
-    return read_checkpoint(path)["train_model"]
+    """The trained (raw) weights: ``train_model`` behind an EMA, else ``model`` (a new class list trains
+    without the average)."""
+    ck = read_checkpoint(path)
+    return ck["train_model"] if ck.get("train_model") is not None else ck["model"]
 
 
 @pytest.fixture(scope="module")
@@ -183,8 +186,10 @@ def test_ddp_step_with_trained_bn_is_close_to_the_single_process_step(runs, shar
     """BN trained (the default): each process normalises its own image with that image's statistics
     (and DDP keeps rank 0's running statistics), one process normalises the two together, so the steps
     are not equal; not achievable without SyncBatchNorm, which torch runs on GPUs only. They point the
-    same way: cosine of the two weight updates measured 0.78 (norms 0.008 / 0.014); asserted > 0.5."""
+    same way: cosine of the two weight updates measured 0.29 (norms 0.026 / 0.026) at the default for a
+    new class list (every layer at the cfg's rate; 0.78 when the body trained at darknet's per-image rate,
+    32x slower); asserted > 0.15 (two random directions in this many weights: |cosine| < 0.01)."""
     root = runs["root"]
     start = _start(shared_data)
     ddp, single = _update(_weights(root / "cli/last.pt"), start), _update(_weights(root / "single/last.pt"), start)
-    assert float(torch.nn.functional.cosine_similarity(ddp, single, dim=0)) > 0.5
+    assert float(torch.nn.functional.cosine_similarity(ddp, single, dim=0)) > 0.15

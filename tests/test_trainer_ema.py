@@ -108,7 +108,7 @@ def test_a_checkpoint_from_before_the_ema_resumes_as_it_ran(shared_data, tmp_pat
     """A last.pt in the earlier layout (no EMA, no frozen BN, unscaled lr in train_args) continues
     with exactly those settings: no average appears, the raw weights keep training."""
     kw = dict(cfg=shared_data / "darknet/cfg/yolov4-tiny.cfg",
-              weights=shared_data / "weights/yolov4-tiny.weights", data="raccoon", epochs=2, batch_size=3, img_size=128, max_images=6, workers=0, progress=False)
+              weights=shared_data / "weights/yolov4-tiny.weights", data="coco128", epochs=2, batch_size=3, img_size=128, max_images=6, workers=0, progress=False)
     out = tmp_path / "run"
     train(output_dir=out, epochs=1, **{k: v for k, v in kw.items() if k != "epochs"}, log=lambda s: None)
     ck = read_checkpoint(out / "last.pt")

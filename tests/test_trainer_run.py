@@ -146,14 +146,35 @@ def test_resume_continues_the_run_as_it_was(interrupted, tmp_path, monkeypatch):
     assert read_checkpoint(out / "last.pt")["epoch"] == 2
 
 
+def test_default_recipe_new_classes_and_same_classes(interrupted, tmp_path):
+    """The default learning rate and weight average: darknet's per-image rate (the cfg's learning_rate
+    0.00261 for batch 64, x batch/64) and an EMA when the model keeps its classes; a new class list
+    (raccoon: the heads re-made) trains every layer at the cfg's learning_rate per step, whatever the
+    batch, without the average (measured in the README, *Fine-tuning defaults*)."""
+    new = read_checkpoint(interrupted["full"] / "last.pt")
+    assert new["train_args"]["lr"] == pytest.approx(0.00261, rel=1e-9)
+    assert new["train_args"]["head_lr_scale"] == 1.0 and new["train_args"]["ema_tau"] == 0.0 and new["ema"] is None
+    logs = []
+    kw = dict(interrupted["kw"], data="coco128", epochs=1, max_images=3)
+    train(output_dir=tmp_path / "coco", log=logs.append, **kw)
+    same = read_checkpoint(tmp_path / "coco" / "last.pt")
+    assert same["train_args"]["lr"] == pytest.approx(0.00261 * 3 / 64, rel=1e-9)
+    assert same["train_args"]["head_lr_scale"] == 1.0 and same["train_args"]["ema_tau"] > 0 and same["ema"]
+    assert any("lr 0.000122344 (" in line for line in logs)
+    # an explicit --lr is the rate of every layer; a new class list still trains without the average
+    train(output_dir=tmp_path / "lr", log=lambda s: None, **dict(interrupted["kw"], epochs=1, max_images=3, lr=0.001))
+    given = read_checkpoint(tmp_path / "lr" / "last.pt")["train_args"]
+    assert given["lr"] == 0.001 and given["head_lr_scale"] == 1.0 and given["ema_tau"] == 0.0
+
+
 @pytest.mark.parametrize("given, message", [
     (dict(epochs=10), r"--epochs 10 conflicts with the run being resumed in {out} \(epochs 2\)"),
     (dict(img_size=160), r"--img-size 160 conflicts with the run being resumed in {out} \(img-size 128\)"),
     (dict(batch_size=4), r"--batch 4 conflicts with the run being resumed in {out} \(batch 3\)"),
     (dict(max_images=5), r"--max-images 5 conflicts with .* \(max-images 9\)"),
     (dict(augment=False), r"--no-augment conflicts with .* \(augment on\)"),
-    # the run's lr: the cfg's learning_rate 0.00261 for darknet's batch 64, x 3/64 at batch 3
-    (dict(lr=0.01), r"--lr 0.01 conflicts with .* \(lr 0.000122344\)"),
+    # the run's lr: raccoon is a new class list, so the cfg's learning_rate 0.00261 per step
+    (dict(lr=0.01), r"--lr 0.01 conflicts with .* \(lr 0.00261\)"),
     (dict(seed=1), r"--seed 1 conflicts with .* \(seed 0\)"),
     (dict(data="chess"), r"--data chess conflicts with .* \(data raccoon\)"),
 ])

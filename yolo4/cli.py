@@ -251,8 +251,9 @@ def train(
                                 "image size, batch and schedule come from the checkpoint."),
     workers: int = typer.Option(2, min=0, help="data-loading worker processes."),
     lr: Optional[float] = typer.Option(None, min=0.0, help="peak learning rate per optimizer step on the "
-                                       "per-image mean loss [default: the cfg's learning_rate x batch/64, "
-                                       "darknet's per-image rate; heads re-made for new classes x 64/batch]."),
+                                       "per-image mean loss [default: the model's own classes: the cfg's "
+                                       "learning_rate x batch/64, darknet's per-image rate; a new class "
+                                       "list (re-made heads): the cfg's learning_rate, and no EMA]."),
     max_images: Optional[int] = typer.Option(None, min=1, help="use at most this many images of each "
                                              "split, training and validation alike (quick runs)."),
     seed: Optional[int] = typer.Option(None, help="random seed [default: 0]."),

@@ -20,15 +20,21 @@ sum of per-image gradients`` once per ``batch`` = 64 images (every yolov4 traini
 summed over all cells of each image; :mod:`.loss` sums the same way and returns the per-image mean,
 so one torch step with ``lr`` is one darknet step with ``learning_rate = lr``. At batch ``B`` torch
 takes ``64 / B`` such steps per 64 images: the cfg's ``learning_rate`` unscaled (the earlier
-default) is ``64 / B`` times darknet's rate per image (x8 at batch 8). The default is darknet's
-per-image rate, ``lr = learning_rate * batch_size / 64`` (:data:`NOMINAL_BATCH`; linear scaling,
-the same as accumulating darknet's 64-image update; yolov4-tiny at batch 8: 0.000326). Heads
-re-made for a new class list (freshly initialised, nothing to preserve) are the exception: they
-train at ``lr * 64 / batch_size``, i.e. the cfg's ``learning_rate`` (``head_lr_scale``), as
-fine-tuning practice gives new layers a larger rate than pretrained ones. ``best.pt`` and every
-validation use an EMA of the weights (:mod:`.ema`, horizon and ramp 10 % of the run's steps).
-Batch norm trains as in darknet (batch statistics, running statistics with darknet's momentum
-0.01); :data:`FREEZE_BN` (eval-mode batch norm) is off by default: measured below.
+default) is ``64 / B`` times darknet's rate per image (x8 at batch 8). The default depends on what
+the fine-tune has to learn:
+
+- the model's own classes (heads kept): darknet's per-image rate, ``lr = learning_rate * batch_size
+  / 64`` (:data:`NOMINAL_BATCH`; linear scaling, the same as accumulating darknet's 64-image update;
+  yolov4-tiny at batch 8: 0.000326), which keeps what the model knew (the coco128 table below);
+- a new class list (heads re-made from pretrained weights): the cfg's ``learning_rate`` per step
+  for every layer (0.00261 for yolov4-tiny at any batch; at batch 64 darknet's own rate) and no
+  weight average, as darknet trains a custom model: the new heads start from nothing and the
+  body has to move with them (the raccoon / chess table below).
+
+``best.pt`` and every validation use an EMA of the weights (:mod:`.ema`, horizon and ramp 10 % of the
+run's steps) when the model keeps its classes. Runs of the previous default (re-made heads at 8x the
+body's rate, ``head_lr_scale`` in ``last.pt``) resume with it. Batch norm trains as in darknet (batch statistics, running statistics with darknet's
+momentum 0.01); :data:`FREEZE_BN` (eval-mode batch norm) is off by default: measured below.
 
 Measured (yolov4-tiny + COCO weights, coco128 split with ``random.Random(0)`` into 96 train / 32
 held-out images, 3 epochs, batch 8, 416 px, the final model; held-out mAP@.5 / mAP@[.5:.95];
@@ -510,8 +516,9 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
         progress: tqdm bars.
         seed: seeds the shuffling, augmentation draws and torch; default 0.
         max_images: use at most this many images of each split (quick runs); default None = all.
-        lr: peak learning rate (see the module docstring); default the cfg's ``learning_rate`` x
-            ``batch_size / 64`` (re-made heads: x ``64 / batch_size`` on top).
+        lr: peak learning rate (see the module docstring). Default: the cfg's ``learning_rate`` x
+            ``batch_size / 64`` when the model keeps its classes, the cfg's ``learning_rate`` for a
+            new class list (re-made heads).
         augment: flip + HSV (+ jitter); False = resize only; default True.
         jitter: darknet jitter fraction in [0, 1); default the first ``[yolo]``'s ``jitter`` (0 disables).
         box_grad: ``darknet`` (darknet's box-gradient scale, default) or ``chain`` (plain autograd),
@@ -693,20 +700,19 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
     dropblocks = [m for m in model.modules() if isinstance(m, Dropout) and m.dropblock]
 
     # ---- optimizer + schedule (a resumed run keeps its stored schedule) -------------------------
+    # a new class list (heads re-made from pretrained weights) trains faster than the same classes
+    new_classes = ckpt is None and run["weights"] is not None and fresh_heads(run["cfg"], model)
     if run["lr"] is not None:
         base_lr = float(run["lr"])
+    elif new_classes:                       # the cfg's rate per optimizer step, at any batch size
+        base_lr = float(net.get("learning_rate", 0.001))
     else:                                   # darknet's per-image rate at this batch size
         base_lr = float(net.get("learning_rate", 0.001)) * batch_size / NOMINAL_BATCH
     momentum = float(net.get("momentum", 0.9))
     decay = float(net.get("decay", 0.0005))
-    # re-made heads (a new class list): their own lr, the cfg's learning_rate unscaled (a checkpoint
-    # without the key: no such group, as it ran)
-    if ckpt is not None:
-        head_lr_scale = float(stored.get("head_lr_scale", 1.0))
-    elif run["weights"] is not None and fresh_heads(run["cfg"], model):
-        head_lr_scale = max(1.0, NOMINAL_BATCH / batch_size)
-    else:
-        head_lr_scale = 1.0
+    # re-made heads at their own lr: runs of the previous default resume with it (a checkpoint without
+    # the key: no such group, as it ran); new runs train every layer at one rate
+    head_lr_scale = float(stored.get("head_lr_scale", 1.0)) if ckpt is not None else 1.0
     heads = model.head_convs() if head_lr_scale != 1.0 else []
     opt_name = run["optimizer"] or default_optimizer(net)
     optimizer = build_optimizer(param_groups(model, decay, heads, head_lr_scale), opt_name, base_lr,
@@ -745,7 +751,11 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
     # ---- EMA of the weights (a run from a checkpoint older than the EMA continues without) -----------
     ema = None
     if ckpt is None or "ema_tau" in stored:
-        tau = float(stored["ema_tau"]) if "ema_tau" in stored else ema_tau(sched.total_iters)
+        # a new class list trains without the average (measured in the module docstring)
+        if "ema_tau" in stored:
+            tau = float(stored["ema_tau"])
+        else:
+            tau = 0.0 if new_classes else ema_tau(sched.total_iters)
         decay_ema = float(stored["ema_decay"]) if "ema_decay" in stored else ema_decay(sched.total_iters)
         if tau > 0:
             ema = ModelEMA(model, decay=decay_ema, tau=tau)
