@@ -20,7 +20,7 @@ declare -A TESTS=(
   [calib/ranges]="tests/test_calib_ranges_unit.py"
   [trainer/loss]="tests/test_trainer_loss.py tests/test_trainer_assign.py"
   [runtime/backends/tensorrt_backend]="tests/test_runtime_tensorrt_backend.py"
-  [convert/engine_builder]="tests/test_engine_builder_standin.py tests/test_engine_build.py"
+  [convert/engine_builder]="tests/test_engine_builder_standin.py tests/test_engine_build.py tests/test_engine_builder_unit.py"
 )
 # tests left out besides the slow ones: engine_builder's real TensorRT-for-RTX builds take 10 to 60 s each
 # (hours over 800 mutants); its stand-in and pure-function tests are the ones that run per mutant
