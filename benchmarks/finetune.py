@@ -163,6 +163,13 @@ def main(argv=None) -> int:
         if k not in DATASETS or not v.isdigit():
             ap.error(f"--sizes: {item!r} is not DATASET=PIXELS")
         sizes[k] = int(v)
+    try:
+        epoch_list = [int(e) for e in args.epochs.split(",")]
+        seed_list = [int(x) for x in args.seeds.split(",")]
+    except ValueError:
+        ap.error(f"--epochs {args.epochs!r} / --seeds {args.seeds!r}: comma-separated integers")
+    if min(epoch_list) < 1:
+        ap.error("--epochs: at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     os.environ.setdefault("YOLO4_ASSET_MIRROR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -177,8 +184,8 @@ def main(argv=None) -> int:
             pretrained[name] = pretrained_map(spec, sizes[name])
             print(f"| coco128 | pretrained | {sizes[name]} | - | {pretrained[name]['map50']:.3f} | "
                   f"{pretrained[name]['map50_95']:.3f} | - |", flush=True)
-        for epochs in [int(e) for e in args.epochs.split(",")]:
-            for seed in [int(s) for s in args.seeds.split(",")]:
+        for epochs in epoch_list:
+            for seed in seed_list:
                 r = run_one(name, spec, epochs, seed, sizes[name], args, args.out)
                 rows.append(r)
                 print(f"| {name} | {epochs} | {r['img_size']} | {seed} | {r['map50']:.3f} | {r['map50_95']:.3f} | "
