@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_engine_build import INSPECTOR_JSON, LOG_8X, _small_onnx
+from tests.test_engine_build import INSPECTOR_JSON, LOG_8X, _small_onnx, _Tty
 from yolo4.convert import engine_builder as eb
 from yolo4.convert import trt_compat as compat
 from yolo4.errors import ModelFileError, Yolo4Error
@@ -480,20 +480,7 @@ def test_describe_build_lines():
 # progress line
 # ------------------------------------------------------------------------------------------------
 
-class _Stream:
-    """A stand-in terminal (``tty=True``) or pipe."""
-
-    def __init__(self, tty):
-        self.text, self.tty = "", tty
-
-    def write(self, s):
-        self.text += s
-
-    def flush(self):
-        pass
-
-    def isatty(self):
-        return self.tty
+_Stream = _Tty  # a stand-in terminal (``tty=True``) or pipe
 
 
 class _Ticks:
