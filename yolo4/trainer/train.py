@@ -33,8 +33,8 @@ the fine-tune has to learn:
 
 ``best.pt`` and every validation use an EMA of the weights (:mod:`.ema`, horizon and ramp 10 % of the
 run's steps) when the model keeps its classes. Runs of the previous default (re-made heads at 8x the
-body's rate, ``head_lr_scale`` in ``last.pt``) resume with it. Batch norm trains as in darknet (batch statistics, running statistics with darknet's
-momentum 0.01); :data:`FREEZE_BN` (eval-mode batch norm) is off by default: measured below.
+body's rate, ``head_lr_scale`` in ``last.pt``) resume with it. Batch norm trains as in darknet
+(batch statistics, running statistics with darknet's momentum 0.01); :data:`FREEZE_BN` (eval-mode batch norm) is off by default: measured below.
 
 Measured (yolov4-tiny + COCO weights, coco128 split with ``random.Random(0)`` into 96 train / 32
 held-out images, 3 epochs, batch 8, 416 px, the final model; held-out mAP@.5 / mAP@[.5:.95];
@@ -56,7 +56,7 @@ The earlier default lost 0.005-0.029 mAP@[.5:.95] on images it did not train on 
 demo's model called darknet's horses "elephant"); the default stays within 0.004 of the pretrained
 model on both metrics at every seed (frozen BN gains more on average but lost 0.019 at seed 2).
 A new class list (raccoon: 1 class, re-made heads, 5 epochs, batch 8, 320 px, the final model's test
-mAP@.5 / mAP@[.5:.95]; benchmarks/finetune.py):
+mAP@.5 / mAP@[.5:.95]; the default's row from benchmarks/finetune.py, the others from the search):
 
     =========================================================  =============  =============  =============
     settings                                                   seed 0         seed 1         seed 2
