@@ -34,7 +34,8 @@ the fine-tune has to learn:
 ``best.pt`` and every validation use an EMA of the weights (:mod:`.ema`, horizon and ramp 10 % of the
 run's steps) when the model keeps its classes. Runs of the previous default (re-made heads at 8x the
 body's rate, ``head_lr_scale`` in ``last.pt``) resume with it. Batch norm trains as in darknet
-(batch statistics, running statistics with darknet's momentum 0.01); :data:`FREEZE_BN` (eval-mode batch norm) is off by default: measured below.
+(batch statistics, running statistics with darknet's momentum 0.01); :data:`FREEZE_BN` (eval-mode
+batch norm) is off by default: measured below.
 
 Measured (yolov4-tiny + COCO weights, coco128 split with ``random.Random(0)`` into 96 train / 32
 held-out images, 3 epochs, batch 8, 416 px, the final model; held-out mAP@.5 / mAP@[.5:.95];
