@@ -924,29 +924,36 @@ def test_nms_engine_int32_outputs_through_the_backend(tmp_path, monkeypatch):
     be.close()
 
 
-@pytest.mark.parametrize("dtype", [F32, np.dtype("float16")])
-def test_submit_frames_zeroes_the_padding_rows_of_a_short_batch(tmp_path, monkeypatch, dtype):
-    """One frame on a profile whose minimum is 2: the second image of the input is set to zeros on
-    the device (``memset_d8_async`` of exactly its bytes, float32 or float16 input), as the CPU path pads."""
-    from yolo4.runtime import gpu_preprocess
+def _stand_in_preprocessor(get_cuda, dtype_in=F32):
+    """A stand-in ``GpuPreprocessor`` class (the CUDA kernel cannot run here): it writes each frame's
+    first pixel into pixel [0, 0, 0] of its image of the input buffer (``dtype_in``, which the backend
+    must ask for), zeros elsewhere, through ``get_cuda()``'s fake device memory."""
     from yolo4.runtime.preprocess import Transform
 
     class FakePre:
         def __init__(self, input_hw, letter_box, max_batch, dtype=np.float32):
-            assert np.dtype(dtype) == dtype_in
+            assert np.dtype(dtype) == np.dtype(dtype_in)
 
         def run(self, images, dst_ptr, stream):
             x = np.zeros((len(images), 3, 64, 64), dtype_in)
             x[:, 0, 0, 0] = [im[0, 0, 0] for im in images]
-            cuda.addresses[dst_ptr].write(x.tobytes())
+            get_cuda().addresses[dst_ptr].write(x.tobytes())
             return [Transform(1.0, 1.0, 0.0, 0.0, im.shape[1], im.shape[0]) for im in images]
 
         def close(self):
             pass
 
-    monkeypatch.setattr(gpu_preprocess, "GpuPreprocessor", FakePre)
+    return FakePre
+
+
+@pytest.mark.parametrize("dtype", [F32, np.dtype("float16")])
+def test_submit_frames_zeroes_the_padding_rows_of_a_short_batch(tmp_path, monkeypatch, dtype):
+    """One frame on a profile whose minimum is 2: the second image of the input is set to zeros on
+    the device (``memset_d8_async`` of exactly its bytes, float32 or float16 input), as the CPU path pads."""
+    from yolo4.runtime import gpu_preprocess
+
+    monkeypatch.setattr(gpu_preprocess, "GpuPreprocessor", _stand_in_preprocessor(lambda: cuda, dtype))
     profile = {"min": [2, 3, 64, 64], "opt": [2, 3, 64, 64], "max": [4, 3, 64, 64]}
-    dtype_in = dtype
     descs = [TensorDesc("images", True, (-1, 3, 64, 64), dtype)] + SMALL[1:]
     be, cuda, fake_trt = _fake_backend(tmp_path, monkeypatch, descs=descs, meta=dict(profile=profile), contexts=1)
     image = 3 * 64 * 64 * dtype.itemsize
@@ -1267,22 +1274,8 @@ def test_submit_of_exactly_max_batch_returns_before_the_batch_is_done(tmp_path, 
 
 def test_submit_frames_bounds(tmp_path, monkeypatch):
     from yolo4.runtime import gpu_preprocess
-    from yolo4.runtime.preprocess import Transform
 
-    class FakePre:
-        def __init__(self, input_hw, letter_box, max_batch, dtype=np.float32):
-            pass
-
-        def run(self, images, dst_ptr, stream):
-            x = np.zeros((len(images), 3, 64, 64), np.float32)
-            x[:, 0, 0, 0] = [im[0, 0, 0] for im in images]
-            cuda.addresses[dst_ptr].write(x.tobytes())
-            return [Transform(1.0, 1.0, 0.0, 0.0, im.shape[1], im.shape[0]) for im in images]
-
-        def close(self):
-            pass
-
-    monkeypatch.setattr(gpu_preprocess, "GpuPreprocessor", FakePre)
+    monkeypatch.setattr(gpu_preprocess, "GpuPreprocessor", _stand_in_preprocessor(lambda: cuda))
     be, cuda, _ = _fake_backend(tmp_path, monkeypatch)
     frames = [np.full((8, 8, 3), v, np.uint8) for v in (1, 2, 3, 4)]
     pending, transforms = be.submit_frames(frames)  # max_batch frames: one enqueue, nothing to pad
