@@ -243,6 +243,40 @@ def test_loss_decreases_overfitting_two_images(shared_data):
     assert np.mean(losses[-3:]) < 0.2 * losses[0], losses
 
 
+def test_new_coords_model_trains_on_two_images(shared_data, tmp_path):
+    """yolov4-tiny made scaled-YOLOv4 style (``activation=logistic`` before each ``[yolo]``,
+    ``new_coords=1``, ``objectness_smooth=1``, ``scale_x_y=2``): the squared objectness / class terms
+    and darknet's smoothed objectness targets still fit two images (20 SGD steps)."""
+    import re
+
+    from yolo4.model import load_darknet
+    from yolo4.trainer.dataset import YoloDataset, collate
+    from yolo4.trainer.train import param_groups
+
+    text = (shared_data / "darknet/cfg/yolov4-tiny.cfg").read_text()
+    text, n = re.subn(r"activation=linear\n+\[yolo\]\n",
+                      "activation=logistic\n\n[yolo]\nnew_coords=1\nobjectness_smooth=1\n", text)
+    assert n == 2
+    (tmp_path / "nc.cfg").write_text(text.replace("scale_x_y = 1.05", "scale_x_y = 2.0"))
+    torch.manual_seed(0)
+    recs = _coco128_records(shared_data, ["000000000009", "000000000025"])
+    model = load_darknet(tmp_path / "nc.cfg", shared_data / "weights/yolov4-tiny.weights", num_classes=80).train()
+    loss_fn = YoloLoss([yl.spec for yl in model.yolo_layers])
+    assert {(s.new_coords, s.objectness_smooth) for s in loss_fn.specs} == {(1, 1)}
+    images, targets, _ = collate([YoloDataset(recs, (128, 128), False)[i] for i in range(2)])
+    x = images.float() / 255
+    opt = torch.optim.SGD(param_groups(model, 5e-4), lr=2.61e-3, momentum=0.9)
+    losses = []
+    for _ in range(20):
+        loss, items = loss_fn(model(x, raw=True), targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(items["loss"])
+    assert all(math.isfinite(v) for v in losses)
+    assert np.mean(losses[-3:]) < 0.65 * losses[0], losses
+
+
 def _one_positive(iou_loss, box_grad, tx=0.3):
     spec = yolo_specs(TINY_ANCHORS, [([1, 2, 3], 16)], 1, iou_loss=iou_loss, iou_normalizer=0.5,
                       ignore_thresh=1.0)[0]
@@ -390,8 +424,10 @@ def test_ignore_needs_a_class_probability_above_quarter():
 
 def test_objectness_smooth_pulls_overlapping_predictions_to_their_iou():
     """darknet process_batch with objectness_smooth=1: a prediction with best_match_iou > ignore_thresh
-    gets ``delta = obj_normalizer * (iou - p)`` (target iou, not ignored); a positive there keeps that
-    target instead of 1; below the threshold, negatives 0 and positives 1 as without it."""
+    gets ``delta = obj_normalizer * (iou - p)`` (target iou, not ignored); a positive keeps the delta it
+    got as a prediction: that IoU above the threshold, and ``0 - p`` below it (target 0, not 1: darknet
+    writes a positive's ``1 - p`` only ``if (l.delta[obj_index] == 0)``, after every prediction's delta
+    was set to ``obj_normalizer * (0 - p)``); only a positive with p exactly 0 gets target 1."""
     spec, raw, targets = _overlap_setup(0.0)
     smooth = dataclasses.replace(spec, objectness_smooth=1)
     raw[0, 2, 2, 2] = math.log(30 / 23)                  # slot 0: 30x58, IoU 30/37 with the truth
@@ -401,17 +437,25 @@ def test_objectness_smooth_pulls_overlapping_predictions_to_their_iou():
     # under the threshold (ignore_thresh .85) a plain negative either way: target 0
     assert _obj_grad(dataclasses.replace(smooth, ignore_thresh=0.85), raw, targets) == pytest.approx(0.5, abs=1e-6)
     # the positive (slot 1, anchor 37x58) made 30x58 too: target iou with smoothing, 1 without, and
-    # 1 again when its IoU is under the threshold
+    # 0 with smoothing when its IoU is under the threshold (darknet's pre-set 0 - p stays)
     raw[0, 6 + 2, 2, 2] = math.log(30 / 37)
 
-    def pos_grad(sp):
-        r = raw.clone().requires_grad_(True)
+    def pos_grad(sp, logit=0.0):
+        r = raw.clone()
+        r[0, 6 + 4, 2, 2] = logit
+        r.requires_grad_(True)
         YoloLoss([sp])([r], targets)[0].backward()
         return r.grad[0, 6 + 4, 2, 2].item()
 
     assert pos_grad(smooth) == pytest.approx(0.5 - iou, abs=1e-5)
     assert pos_grad(spec) == pytest.approx(0.5 - 1.0, abs=1e-6)
-    assert pos_grad(dataclasses.replace(smooth, ignore_thresh=0.85)) == pytest.approx(0.5 - 1.0, abs=1e-6)
+    below = dataclasses.replace(smooth, ignore_thresh=0.85)
+    assert pos_grad(below) == pytest.approx(0.5 - 0.0, abs=1e-6)
+    assert pos_grad(below, _logit(0.2)) == pytest.approx(0.2, abs=1e-6)
+    # sigmoid(-200) is exactly 0 in float32: darknet's pre-set delta is 0, so the positive writes 1 - p
+    assert torch.sigmoid(torch.tensor(-200.0)).item() == 0.0
+    assert pos_grad(below, -200.0) == pytest.approx(-1.0, abs=1e-6)
+    assert pos_grad(smooth, -200.0) == pytest.approx(-iou, abs=1e-5)      # above: max(0, iou - 0) = iou
     # darknet's class condition holds here too: no class p > .25 -> best_match_iou 0 -> plain negative
     spec2, raw2, targets2 = _overlap_setup(_logit(0.2))
     raw2[0, 2, 2, 2] = math.log(30 / 23)
@@ -907,8 +951,66 @@ def test_new_coords_focal_factor_reads_the_probability():
     pt = 0.6
     factor = 0.5 * -(1 - pt) * (2 * pt * math.log(pt) + pt - 1)
     plain, focal = cls_grad(spec), cls_grad(dataclasses.replace(spec, focal_loss=1))
-    assert plain.abs().min() > 0.1
-    assert torch.allclose(focal / plain, torch.full((3,), factor), rtol=1e-5)
+    p_minus_y = torch.tensor([0.3, 0.6 - 1.0, 0.1])                # -delta, on the probability itself
+    assert torch.allclose(plain, p_minus_y, atol=1e-6)
+    assert torch.allclose(focal, p_minus_y * factor, atol=1e-6)
+
+
+def test_new_coords_objectness_and_class_gradients_are_darknets_deltas_on_the_probability():
+    """new_coords=1: the [yolo] input is the conv's logistic output p and darknet's delta ``t - p`` is
+    applied to it as is (the conv's logistic backward then multiplies p (1 - p)): the loss gradient on
+    the raw output is ``-delta`` -- objectness ``obj_normalizer * (p - t)`` at a negative, the positive
+    and (with objectness_smooth) an overlapping prediction, classes ``cls_normalizer * (p - y)`` with
+    label smoothing's targets. (Cross-entropy on p had given ``(p - t) / (p (1 - p))`` here, >= 4x.)"""
+    spec = _kind_spec(new_coords=1, scale_x_y=2.0, obj_normalizer=0.4, ignore_thresh=0.7, label_smooth_eps=0.1)
+    targets = torch.tensor([[0, 0, 40.0, 40.0, 37.0, 58.0]])
+    raw = torch.full((1, 18, 4, 4), 0.5)
+    raw[0, 4, 0, 0] = 0.3                                          # slot 0 at (0, 0): a plain negative
+    raw[0, 6:10, 2, 2] = torch.tensor([0.5, 0.5, 0.5, 0.5])        # the positive (slot 1, anchor 37x58)
+    raw[0, 6 + 4, 2, 2] = 0.8
+    raw[0, 6 + 5, 2, 2] = 0.6                                      # its class (0) probability
+    raw[0, 2, 2, 2] = math.sqrt(37 / (4 * 23))                     # slot 0 at (2, 2) predicts the truth
+    raw[0, 3, 2, 2] = math.sqrt(58 / (4 * 27))
+    raw[0, 4, 2, 2] = 0.9
+    raw[0, 5, 2, 2] = 0.3                                          # class p > .25: may be ignored
+
+    def grads(sp):
+        r = raw.clone().requires_grad_(True)
+        YoloLoss([sp])([r], targets)[0].backward()
+        return r.grad[0]
+
+    g = grads(spec)
+    assert g[4, 0, 0].item() == pytest.approx(0.4 * (0.3 - 0.0), abs=1e-6)       # negative
+    assert g[6 + 4, 2, 2].item() == pytest.approx(0.4 * (0.8 - 1.0), abs=1e-6)   # positive
+    assert g[4, 2, 2].item() == 0.0                                               # ignored (IoU 1 > .7)
+    assert g[6 + 5, 2, 2].item() == pytest.approx(0.6 - 0.95, abs=1e-6)          # y_true = 1 - eps/2
+    assert g[5, 2, 2].item() == 0.0                                               # not a positive: no class term
+    g = grads(dataclasses.replace(spec, objectness_smooth=1, cls_normalizer=2.0))
+    assert g[4, 2, 2].item() == pytest.approx(0.4 * (0.9 - 1.0), abs=1e-5)       # pulled to its IoU (1)
+    # the positive's own box: x = (.5 * 2 - .5 + 2) * 16 = 40, w = 4 * .5^2 * 37
+    # = 37: it predicts the truth too, IoU 1 > .7 -> target 1
+    assert g[6 + 4, 2, 2].item() == pytest.approx(0.4 * (0.8 - 1.0), abs=1e-5)
+    assert g[6 + 5, 2, 2].item() == pytest.approx(2.0 * (0.6 - 0.95), abs=1e-6)
+
+
+def test_mse_box_with_new_coords_uses_darknets_sqrt_target():
+    """darknet delta_yolo_box, iou_loss=mse with new_coords=1: ``tw = sqrt(truth_w * net_w / (4 anchor_w))``
+    against the raw w output (no log, no exp): the loss gradient on the raw w, h is
+    ``-scale * (tw - w) * iou_normalizer``, scale = 2 - truth area (normalized)."""
+    spec = _kind_spec(iou_loss="mse", new_coords=1, scale_x_y=2.0)  # iou_normalizer .5
+    truth = [44.0, 36.0, 50.0, 40.0]                                 # KIND_TRUTH: best anchor 37x58 -> slot 1
+    raw = torch.full((1, 18, 4, 4), 0.5)
+    raw[0, 6 + 2, 2, 2], raw[0, 6 + 3, 2, 2] = 0.6, 0.4
+    raw.requires_grad_(True)
+    YoloLoss([spec])([raw], torch.tensor([[0, 0] + truth]))[0].backward()
+    scale = 2 - 50 * 40 / 64 ** 2
+    tw, th = math.sqrt(50 / (4 * 37)), math.sqrt(40 / (4 * 58))
+    g = raw.grad[0, 6:10, 2, 2]
+    assert g[2].item() == pytest.approx(-scale * (tw - 0.6) * 0.5, rel=1e-5)
+    assert g[3].item() == pytest.approx(-scale * (th - 0.4) * 0.5, rel=1e-5)
+    # x, y: tx = 44/16 - 2 = .75 against the scaled output .5 * 2 - .5 = .5 (darknet: on the raw x as is)
+    assert g[0].item() == pytest.approx(-scale * (0.75 - 0.5) * 0.5, rel=1e-5)
+    assert g[1].item() == pytest.approx(-scale * (0.25 - 0.5) * 0.5, rel=1e-5)
 
 
 def test_decode_and_match_iou_stay_on_the_inputs_device():

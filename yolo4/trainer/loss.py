@@ -7,7 +7,7 @@ Source: AlexeyAB/darknet ``src/yolo_layer.c`` ``forward_yolo_layer`` / ``process
 Per yolo layer and image (darknet computes gradients ``delta`` directly; here the same targets and
 weights are written as a loss and differentiated by autograd):
 
-- **objectness**: binary cross-entropy, target 1 at the positives of :mod:`.assign`, 0 elsewhere;
+- **objectness**: binary cross-entropy on the logit, target 1 at the positives of :mod:`.assign`, 0 elsewhere;
   predictions (not positives) whose decoded box has IoU ``> ignore_thresh`` with some truth of the
   image **and** some class probability ``> 0.25`` (darknet ``compare_yolo_class``: any class, not
   necessarily the truth's) get no objectness loss ("ignore", ``process_batch``: ``best_match_iou >
@@ -15,9 +15,15 @@ weights are written as a loss and differentiated by autograd):
   ``obj_normalizer * (t - p)`` is exactly the negative gradient of this BCE with respect to the
   logit.) With ``objectness_smooth=1`` (yolov4-csp, yolov4x-mish) nothing is ignored: a prediction
   whose ``best_match_iou`` (the same IoU with the class condition) is ``> ignore_thresh`` gets that
-  IoU as its target instead, and a positive there keeps it instead of 1 (darknet ``process_batch``:
-  ``delta = obj_normalizer * (best_match_iou - p)``, and a positive's ``delta = 1 - p`` only
-  ``if (l.delta[obj_index] == 0)``).
+  IoU as its target instead (darknet ``process_batch``: ``delta = obj_normalizer * (best_match_iou -
+  p)``), and a positive keeps the target it has as a prediction, that IoU above the threshold and
+  **0 below it**: darknet first sets every prediction's ``delta = obj_normalizer * (0 - p)`` and a
+  positive writes ``1 - p`` only ``if (l.delta[obj_index] == 0)``, i.e. only where ``p`` is exactly 0.
+- ``new_coords=1`` (yolov4-csp, yolov4x-mish, yolov4-p5): the objectness and class outputs are the
+  preceding conv's logistic, darknet's ``delta = t - p`` lands on that output and the conv's
+  logistic backward multiplies ``p (1 - p)``; the term is therefore ``0.5 (p - t)^2`` (gradient
+  ``p - t`` on the output), not cross-entropy (whose gradient on the conv's input would be ``p - t``,
+  from 4x to unboundedly stronger).
 - **class**: BCE over all classes at each positive slot, target ``y * (1 - eps) + 0.5 * eps`` with
   ``y`` 1 for the truth's class, 0 for the others, ``eps = label_smooth_eps`` (darknet
   ``delta_yolo_class``: positives ``1 - eps/2``, negatives ``eps/2``, whatever the number of
@@ -35,7 +41,8 @@ weights are written as a loss and differentiated by autograd):
   for its printed statistics, is ``IoU - (d^2/c^2)^0.6``). A slot shared by
   several truths averages their box terms (darknet ``averages_yolo_deltas``). ``iou_loss=mse``
   (darknet's default, yolov3): ``0.5 * (2 - w*h) * iou_normalizer * ((tx - sx)^2 + (ty - sy)^2 +
-  (tw - log(w/a))^2 + (th - log(h/a))^2)`` in darknet's cell / log-anchor units.
+  (tw - log(w/a))^2 + (th - log(h/a))^2)`` in darknet's cell / log-anchor units; with ``new_coords=1``
+  the w, h terms are ``(tw - sqrt(w / (4 a)))^2`` on the raw w, h output (darknet ``delta_yolo_box``).
 
   Gradient scale (``box_grad``). Darknet does not back-propagate its box loss through the decode:
   ``delta_yolo_box`` puts ``iou_normalizer * dCIoU/d(x, y)`` (box in 0..1 image units) straight on
@@ -181,8 +188,16 @@ FOCAL_ALPHA = 0.5
 
 
 def _bce(x: torch.Tensor, target: torch.Tensor, probs: bool) -> torch.Tensor:
+    """The objectness / class term whose negative gradient on ``x`` is darknet's ``delta = t - p``.
+
+    ``probs=False``: ``x`` are logits (darknet applies the logistic inside the ``[yolo]`` layer and
+    its ``delta`` is on the logit): binary cross-entropy, gradient ``sigmoid(x) - t``. ``probs=True``
+    (``new_coords=1``): ``x`` is the preceding conv's logistic output and darknet's ``delta`` is on
+    that output, the conv's logistic backward then multiplies ``p (1 - p)``: ``0.5 (x - t)^2``,
+    gradient ``x - t``. Elementwise, ``[...]`` float like ``x``.
+    """
     if probs:
-        return F.binary_cross_entropy(x.clamp(1e-7, 1 - 1e-7), target, reduction="none")
+        return 0.5 * (x - target) ** 2
     return F.binary_cross_entropy_with_logits(x, target, reduction="none")
 
 
@@ -345,8 +360,12 @@ class YoloLoss:
         slot = ((lt.b * A + lt.a) * H + lt.gj) * W + lt.gi                  # [P] flat slot ids
         uslots, inv, counts = torch.unique(slot, return_inverse=True, return_counts=True)
         if smooth:
-            obj_t.view(-1)[uslots] = torch.where(ignore.view(-1)[uslots], match.view(-1)[uslots],
-                                                 torch.ones_like(match.view(-1)[uslots]))
+            # darknet pre-sets every prediction's delta to obj_normalizer * (0 - p) and a positive sets
+            # 1 - p only "if (l.delta[obj_index] == 0)": it keeps best_match_iou above ignore_thresh, 0
+            # below (1 only where p is exactly 0)
+            p_pos = (obj.detach() if probs else torch.sigmoid(obj.detach())).reshape(-1)[uslots]
+            keep = ignore.reshape(-1)[uslots] | (p_pos != 0) | (spec.obj_normalizer == 0)
+            obj_t.view(-1)[uslots] = torch.where(keep, obj_t.view(-1)[uslots], torch.ones_like(p_pos))
             weight = torch.ones_like(obj)
         else:
             obj_t.view(-1)[uslots] = 1.0
@@ -378,8 +397,11 @@ class YoloLoss:
             if darknet:     # darknet: delta = scale * (tx - x) on the raw x (no logistic derivative)
                 s_pred = s_pred.detach() + (t[:, :2] - t[:, :2].detach())
             s_true = tbox[:, :2] / spec.stride - cell
-            t_pred = torch.log(pbox[:, 2:] / anchors)
-            t_true = torch.log(tbox[:, 2:] / anchors)
+            if spec.new_coords:     # darknet: tw = sqrt(truth_w / (4 anchor_w)) against the raw w
+                t_pred, t_true = t[:, 2:], torch.sqrt(tbox[:, 2:] / (4.0 * anchors))
+            else:
+                t_pred = torch.log(pbox[:, 2:] / anchors)
+                t_true = torch.log(tbox[:, 2:] / anchors)
             net_area = float(H * spec.stride * W * spec.stride)
             scale = 2.0 - tbox[:, 2] * tbox[:, 3] / net_area
             sq = ((s_pred - s_true) ** 2).sum(1) + ((t_pred - t_true) ** 2).sum(1)
