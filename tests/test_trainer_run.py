@@ -146,25 +146,66 @@ def test_resume_continues_the_run_as_it_was(interrupted, tmp_path, monkeypatch):
     assert read_checkpoint(out / "last.pt")["epoch"] == 2
 
 
-def test_default_recipe_new_classes_and_same_classes(interrupted, tmp_path):
-    """The default learning rate and weight average: darknet's per-image rate (the cfg's learning_rate
-    0.00261 for batch 64, x batch/64) and an EMA when the model keeps its classes; a new class list
-    (raccoon: the heads re-made) trains every layer at the cfg's learning_rate per step, whatever the
-    batch, without the average (measured in the README, *Fine-tuning defaults*)."""
+def _record_iou_normalizers(monkeypatch):
+    """The iou_normalizer of each [yolo] layer the trainer's loss is built with, one list per train()."""
+    import yolo4.trainer.train as train_module
+
+    seen = []
+    real = train_module.YoloLoss
+
+    def recording(specs, **kw):
+        seen.append([sp.iou_normalizer for sp in specs])
+        return real(specs, **kw)
+
+    monkeypatch.setattr(train_module, "YoloLoss", recording)
+    return seen
+
+
+def test_default_recipe_new_classes_and_same_classes(interrupted, tmp_path, monkeypatch):
+    """The default learning rate, weight average and box weight: darknet's per-image rate (the cfg's
+    learning_rate 0.00261 for batch 64, x batch/64), an EMA and the cfg's iou_normalizer when the
+    model keeps its classes; a new class list (raccoon: the heads re-made) trains every layer at the
+    cfg's learning_rate per step, whatever the batch, without the average, with twice the cfg's
+    iou_normalizer (measured in the README, *Fine-tuning defaults*)."""
     new = read_checkpoint(interrupted["full"] / "last.pt")
     assert new["train_args"]["lr"] == pytest.approx(0.00261, rel=1e-9)
     assert new["train_args"]["head_lr_scale"] == 1.0 and new["train_args"]["ema_tau"] == 0.0 and new["ema"] is None
+    assert new["train_args"]["iou_normalizer_scale"] == 2.0
+    norms = _record_iou_normalizers(monkeypatch)
     logs = []
     kw = dict(interrupted["kw"], data="coco128", epochs=1, max_images=3)
     train(output_dir=tmp_path / "coco", log=logs.append, **kw)
     same = read_checkpoint(tmp_path / "coco" / "last.pt")
     assert same["train_args"]["lr"] == pytest.approx(0.00261 * 3 / 64, rel=1e-9)
     assert same["train_args"]["head_lr_scale"] == 1.0 and same["train_args"]["ema_tau"] > 0 and same["ema"]
+    assert same["train_args"]["iou_normalizer_scale"] == 1.0
     assert any("lr 0.000122344 (" in line for line in logs)
-    # an explicit --lr is the rate of every layer; a new class list still trains without the average
-    train(output_dir=tmp_path / "lr", log=lambda s: None, **dict(interrupted["kw"], epochs=1, max_images=3, lr=0.001))
+    assert not any("iou_normalizer" in line for line in logs)
+    # a new class list: yolov4-tiny.cfg's iou_normalizer=0.07 on both [yolo] layers, x2, said in the log
+    logs.clear()
+    train(output_dir=tmp_path / "new", log=logs.append, **dict(interrupted["kw"], epochs=1, max_images=3))
+    assert any(", iou_normalizer 0.07 x2 = 0.14" in line for line in logs), logs
+    # an explicit --lr is the rate of every layer; a new class list still trains without the average;
+    # an explicit scale is the run's
+    train(output_dir=tmp_path / "lr", log=lambda s: None,
+          **dict(interrupted["kw"], epochs=1, max_images=3, lr=0.001, iou_normalizer_scale=1.0))
     given = read_checkpoint(tmp_path / "lr" / "last.pt")["train_args"]
     assert given["lr"] == 0.001 and given["head_lr_scale"] == 1.0 and given["ema_tau"] == 0.0
+    assert given["iou_normalizer_scale"] == 1.0
+    assert norms == [[0.07, 0.07], [pytest.approx(0.14)] * 2, [0.07, 0.07]]
+
+
+def test_resume_of_a_run_that_predates_the_box_scale_keeps_the_cfgs_iou_normalizer(interrupted, tmp_path,
+                                                                                     monkeypatch):
+    """A last.pt written before ``iou_normalizer_scale`` existed resumes as it ran: the cfg's value."""
+    out = _copy_run(interrupted["stopped"], tmp_path / "run")
+    ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+    del ckpt["train_args"]["iou_normalizer_scale"]
+    torch.save(ckpt, out / "last.pt")
+    norms = _record_iou_normalizers(monkeypatch)
+    train(output_dir=out, resume=True, log=lambda s: None, **QUIET)
+    assert norms == [[0.07, 0.07]]
+    assert read_checkpoint(out / "last.pt")["train_args"]["iou_normalizer_scale"] == 1.0
 
 
 @pytest.mark.parametrize("given, message", [
@@ -177,6 +218,7 @@ def test_default_recipe_new_classes_and_same_classes(interrupted, tmp_path):
     (dict(lr=0.01), r"--lr 0.01 conflicts with .* \(lr 0.00261\)"),
     (dict(seed=1), r"--seed 1 conflicts with .* \(seed 0\)"),
     (dict(data="chess"), r"--data chess conflicts with .* \(data raccoon\)"),
+    (dict(iou_normalizer_scale=1.0), r"--iou-normalizer-scale 1 conflicts with .* \(iou-normalizer-scale 2\)"),
 ])
 def test_resume_refuses_an_option_that_changes_the_run(interrupted, tmp_path, given, message):
     out = _copy_run(interrupted["stopped"], tmp_path / "run")
@@ -198,6 +240,21 @@ def test_resume_accepts_the_same_options_again(interrupted, tmp_path):
     kw["cfg"] = str(kw["cfg"])
     summary = train(output_dir=out, resume=True, log=lambda s: None, **kw)
     assert [r["epoch"] for r in summary["epochs"]] == [1, 2]
+
+
+@pytest.mark.parametrize("value", [0, -1.0, float("nan"), float("inf"), True, "2"])
+def test_a_bad_iou_normalizer_scale_is_refused_before_any_work(tmp_path, value):
+    with pytest.raises(Yolo4Error, match=r"^--iou-normalizer-scale must be a number > 0, got "):
+        train(cfg="yolov4-tiny", data="raccoon", output_dir=tmp_path / "run", iou_normalizer_scale=value,
+              log=lambda s: None)
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_iou_normalizer_scale_error_exits_2(tmp_path):
+    from .conftest import assert_user_error, run_cli
+
+    assert_user_error(run_cli("train", "--cfg", "yolov4-tiny", "--data", "raccoon", "--iou-normalizer-scale",
+                              "-2", "--output-dir", tmp_path / "run"), "--iou-normalizer-scale must be a number > 0")
 
 
 def test_resume_without_a_run_is_refused(tmp_path):

@@ -265,6 +265,10 @@ def train(
                                            "as a fraction of the image size, 0..1 [default: the cfg's]."),
     box_grad: Optional[str] = typer.Option(None, help="box-loss gradient: darknet (darknet's scaling) or "
                                            "chain (plain autograd) [default: darknet]."),
+    iou_normalizer_scale: Optional[float] = typer.Option(None, help="multiplies every [yolo] iou_normalizer "
+                                                         "(the box-loss weight; --set iou_normalizer=X is "
+                                                         "multiplied too) [default: 2 for a new class list "
+                                                         "(re-made heads), else 1]."),
     policy: Optional[str] = typer.Option(None, help="learning-rate policy after darknet's burn-in: cosine, "
                                          "steps (the cfg's steps/scales at the same fractions of this run "
                                          "as of max_batches), sgdr (the cfg's sgdr_cycle/sgdr_mult, same "
@@ -363,7 +367,7 @@ def train(
             output_dir=str(d), workers=workers, max_images=max_images, seed=seed, augment=augment,
             box_grad=box_grad, policy=policy, optimizer=optimizer, nesterov=nesterov,
             subdivisions=subdivisions, amp=amp, device=device or _train_device(), progress=False,
-            cmbn=cmbn, multi_scale=multi_scale, log=lambda m: None))
+            cmbn=cmbn, multi_scale=multi_scale, iou_normalizer_scale=iou_normalizer_scale, log=lambda m: None))
         return
     if overrides:
         cfg = _hyp_cfg(cfg, overrides, out)
@@ -388,7 +392,8 @@ def train(
                         lr=lr, max_images=max_images, seed=seed, eval_every=eval_every, augment=augment,
                         jitter=jitter, box_grad=box_grad, policy=policy, optimizer=optimizer,
                         nesterov=nesterov, subdivisions=subdivisions, amp=amp, device=device or _train_device(),
-                        log=_log, sync_bn=sync_bn, cmbn=cmbn, multi_scale=multi_scale)
+                        log=_log, sync_bn=sync_bn, cmbn=cmbn, multi_scale=multi_scale,
+                        iou_normalizer_scale=iou_normalizer_scale)
     if not world.main:
         return
     for key in ("best", "last", "weights", "cfg"):
@@ -491,7 +496,7 @@ def export(
     nms_params = None
     if nms != "none":
         from .convert.nms_export import check_nms_request
-        from .runtime.nms_params import NmsParams
+        from .nms_params import NmsParams
 
         nms_params = NmsParams.for_model(info, **nms_fields)
         check_nms_request(nms, nms_params)
