@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from yolo4.runtime.nms_params import NmsParams
+from yolo4.nms_params import NmsParams
 from yolo4.runtime.postprocess import postprocess
 
 N, C, SIZE = 10647, 80, 416

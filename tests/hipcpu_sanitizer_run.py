@@ -24,8 +24,8 @@ import sys
 
 import numpy as np
 
+from yolo4.nms_params import NmsParams
 from yolo4.plugins import nms_parameters
-from yolo4.runtime.nms_params import NmsParams
 from yolo4.runtime.postprocess import postprocess
 
 from .plugin_cases import (

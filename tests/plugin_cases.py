@@ -13,8 +13,8 @@ from typing import Optional
 
 import numpy as np
 
+from yolo4.nms_params import NmsParams
 from yolo4.plugins import DiouNMSParameters, NmsApi, nms_parameters
-from yolo4.runtime.nms_params import NmsParams
 from yolo4.runtime.postprocess import postprocess
 from yolo4.runtime.preprocess import Transform
 

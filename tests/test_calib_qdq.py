@@ -9,9 +9,9 @@ from yolo4.calib.images import CalibrationSet
 from yolo4.calib.qdq import default_float_nodes, quantize_qdq, resolve_exclude
 from yolo4.calib.sensitivity import sensitivity_search
 from yolo4.convert import export_onnx
-from yolo4.convert.engine_builder import onnx_precision
 from yolo4.errors import Yolo4Error
-from yolo4.pipeline import open_backend, run_eval
+from yolo4.onnx_facts import onnx_precision
+from yolo4.pipeline import onnx_evaluator, open_backend, run_eval
 
 from .conftest import assert_usage_error, assert_user_error, run_cli
 
@@ -134,19 +134,26 @@ def test_refuses_quantized_fp16_and_wrong_size(fp32, qdq, calib, tiny, tmp_path)
     assert not (tmp_path / "a.onnx").exists() and not (tmp_path / "c.onnx").exists()
 
 
+def _val_yaml(shared_data, folder, images):
+    """A dataset YAML whose train and val splits are ``images`` (coco128 files, COCO's names)."""
+    names = [ln.strip() for ln in open(shared_data / "darknet" / "coco.names") if ln.strip()]
+    val = folder / "val.txt"
+    val.write_text("\n".join(images) + "\n")
+    yaml = folder / "val.yaml"
+    yaml.write_text("path: %s\ntrain: %s\nval: %s\nnames: %r\n" % (shared_data / "coco128", val, val, names))
+    return yaml
+
+
 def test_sensitivity_search_returns_layers_until_target(fp32, calib, tmp_path, shared_data):
     """Target 0 AP on 8 held-out images: the search ranks every INT8 layer and returns the most
     harmful one (max_steps=1); a generous target stops at once with nothing returned."""
-    names = [ln.strip() for ln in open(shared_data / "darknet" / "coco.names") if ln.strip()]
-    val = tmp_path / "val.txt"
-    val.write_text("\n".join(_coco128(shared_data)[-8:]) + "\n")
-    yaml = tmp_path / "val.yaml"
-    yaml.write_text("path: %s\ntrain: %s\nval: %s\nnames: %r\n" % (shared_data / "coco128", val, val, names))
-    rep = sensitivity_search(fp32, tmp_path / "s.onnx", calib, str(yaml), target_drop=100.0, method="minmax",
-                             log=lambda m: None)
+    yaml = _val_yaml(shared_data, tmp_path, _coco128(shared_data)[-8:])
+    evaluate = onnx_evaluator(str(yaml))
+    rep = sensitivity_search(fp32, tmp_path / "s.onnx", calib, str(yaml), evaluate, target_drop=100.0,
+                             method="minmax", log=lambda m: None)
     assert rep.met and rep.layers == [] and rep.returned() == []
-    rep = sensitivity_search(fp32, tmp_path / "s.onnx", calib, str(yaml), target_drop=0.0, method="minmax",
-                             probe_images=2, max_steps=1, log=lambda m: None)
+    rep = sensitivity_search(fp32, tmp_path / "s.onnx", calib, str(yaml), evaluate, target_drop=0.0,
+                             method="minmax", probe_images=2, max_steps=1, log=lambda m: None)
     assert len(rep.layers) == len(rep.result.quantized) + 1
     harms = [layer.harm for layer in rep.layers]
     assert harms == sorted(harms, reverse=True) and harms[0] > 0
@@ -205,6 +212,22 @@ def test_cli_export_int8_writes_qdq_and_compares(tmp_path, shared_data):
     assert [f.name for f in tmp_path.iterdir()] == [out.name]
     p = run_cli("eval", "--data", "coco128", "--onnx", out, "--batch", 16)
     assert p.returncode == 0 and "mAP@[.5:.95]" in p.stdout, p.stderr
+
+
+def test_cli_export_int8_target_drop_measures_with_the_pipelines_eval(tmp_path, shared_data):
+    """``--int8-target-drop``: the pipeline hands its ONNX Runtime eval to the search (calib never
+    imports the pipeline); a generous target is met at once and the report is written."""
+    out = tmp_path / "m-int8.onnx"
+    yaml = _val_yaml(shared_data, tmp_path, _coco128(shared_data)[-4:])
+    p = run_cli("export", "--cfg", "yolov4-tiny", "--weights", "yolov4-tiny", "-o", out, "--img-size", SIZE,
+                "--int8", "--calib-data", "coco128", "--calib-images", 4, "--int8-target-drop", 100,
+                "--int8-val-data", yaml)
+    assert p.returncode == 0, p.stderr
+    report = (tmp_path / "m-int8-int8-report.md").read_text()
+    assert report.startswith("# INT8 sensitivity report") and "target 100.00: met" in report, report
+    fp32_map = float(report.split("FP32 mAP@[.5:.95] ")[1].split(";")[0])
+    assert fp32_map > 0  # measured, by the pipeline's evaluator
+    assert "sensitivity report:" in p.stdout + p.stderr
 
 
 @pytest.mark.parametrize("flag", ["--int8-target", "--qdq-layout"])

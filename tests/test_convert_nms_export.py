@@ -24,13 +24,16 @@ from yolo4.convert.nms_export import (
 from yolo4.convert.verify import ExportVerificationError
 from yolo4.errors import ModelFileError, Yolo4Error, Yolo4Warning
 from yolo4.model_info import ModelInfo
-from yolo4.runtime.backends.onnxruntime_backend import (
+from yolo4.nms_params import (
     EFFICIENT_NMS_MAX_CANDIDATES,
-    OnnxRuntimeBackend,
-    nms_node_params,
+    NMS_OUTPUT_NAMES,
+    PLUGIN_NAMESPACE,
+    PLUGIN_OP,
+    PLUGIN_VERSION,
+    NmsParams,
 )
+from yolo4.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend, nms_node_params
 from yolo4.runtime.detector import Detector, reference_nms_outputs
-from yolo4.runtime.nms_params import NMS_OUTPUT_NAMES, PLUGIN_NAMESPACE, PLUGIN_OP, PLUGIN_VERSION, NmsParams
 
 pytest.importorskip("onnxruntime")
 

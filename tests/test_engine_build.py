@@ -22,9 +22,9 @@ import pytest
 from tests.conftest import assert_usage_error, assert_user_error, run_cli
 from yolo4.convert import trt_compat as compat
 from yolo4.convert.engine_builder import DEFAULT_BATCH, OnnxFacts, _profile_shapes, parse_batch
+from yolo4.engine_meta import AHEAD_OF_TIME, read_engine_meta
 from yolo4.errors import Yolo4Error
 from yolo4.model_info import ModelInfo
-from yolo4.runtime.engine_meta import AHEAD_OF_TIME, read_engine_meta
 
 F = compat.TrtFeatures
 V8, V86, V10, V11 = F("tensorrt", "8.5.2.2"), F("tensorrt", "8.6.1.6"), F("tensorrt", "10.13.3.9"), \

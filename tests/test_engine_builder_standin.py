@@ -32,8 +32,8 @@ from tests.conftest import assert_user_error
 from tests.test_engine_build import _small_onnx
 from yolo4 import plugins
 from yolo4.convert import engine_builder as eb
+from yolo4.engine_meta import CudaDevice, read_engine_meta
 from yolo4.errors import Yolo4Error
-from yolo4.runtime.engine_meta import CudaDevice, read_engine_meta
 
 onnx = pytest.importorskip("onnx")
 
@@ -387,7 +387,7 @@ def _nms_onnx(path, mode):
 
     from yolo4.convert.nms_export import append_nms
     from yolo4.model_info import ModelInfo
-    from yolo4.runtime.nms_params import NmsParams
+    from yolo4.nms_params import NmsParams
 
     rng = np.random.RandomState(0)
     inits = [numpy_helper.from_array((rng.randn(4, 3, 1, 1) * 0.2).astype(np.float32), "wb"),

@@ -25,9 +25,9 @@ import pytest
 from tests.test_engine_build import INSPECTOR_JSON, LOG_8X, _small_onnx, _Tty
 from yolo4.convert import engine_builder as eb
 from yolo4.convert import trt_compat as compat
+from yolo4.engine_meta import CudaDevice, read_engine_meta
 from yolo4.errors import ModelFileError, Yolo4Error
 from yolo4.model_info import ModelInfo
-from yolo4.runtime.engine_meta import CudaDevice, read_engine_meta
 
 onnx = pytest.importorskip("onnx")
 standin = pytest.importorskip("tests.test_engine_builder_standin")
@@ -310,7 +310,7 @@ def test_unnamed_plugin_node_is_named_after_its_op_and_index(tmp_path):
 
 def test_no_onnx_package_is_one_line(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnx", None)
-    assert _raises(Yolo4Error, eb._import_onnx) == (
+    assert _raises(Yolo4Error, eb.import_onnx) == (
         "reading the ONNX needs the onnx package: pip install onnx (or pip install 'yolo4[export]')")
 
 

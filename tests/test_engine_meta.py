@@ -1,4 +1,4 @@
-"""The engine metadata sidecar (yolo4/runtime/engine_meta.py): write/read round trip, missing and
+"""The engine metadata sidecar (yolo4/engine_meta.py): write/read round trip, missing and
 corrupt sidecars, and the compatibility check that refuses an engine from another TensorRT flavour,
 release or GPU before TensorRT is asked to deserialize it."""
 
@@ -8,9 +8,7 @@ import warnings
 
 import pytest
 
-from yolo4.errors import ModelFileError, Yolo4Warning
-from yolo4.model_info import ModelInfo
-from yolo4.runtime.engine_meta import (
+from yolo4.engine_meta import (
     AHEAD_OF_TIME,
     EngineMeta,
     check_engine_compat,
@@ -21,6 +19,8 @@ from yolo4.runtime.engine_meta import (
     rebuild_command,
     write_engine_meta,
 )
+from yolo4.errors import ModelFileError, Yolo4Warning
+from yolo4.model_info import ModelInfo
 
 INFO = ModelInfo(names=["person", "bicycle", "café"], input_hw=(416, 320), letter_box=True,
                  anchors=[[(10.0, 14.0), (23.0, 27.0)]], strides=[32], cfg_sha256="ab" * 32, yolo4_version="0.1.0")

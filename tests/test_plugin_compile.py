@@ -145,7 +145,7 @@ def test_kernels_library_without_tensorrt(kernel_objects, cuda, tmp_path):
     lib = build_kernels_library(tmp_path, ["75"], log=lambda msg: None)
     code = ("import ctypes, sys\n"
             "from yolo4.plugins import NmsApi, nms_parameters\n"
-            "from yolo4.runtime.nms_params import NmsParams\n"
+            "from yolo4.nms_params import NmsParams\n"
             "api = NmsApi(ctypes.CDLL(sys.argv[1]))\n"
             "p = nms_parameters(NmsParams(), (416, 416), 2, 2535, 80)\n"
             "f = 1 << 20\n"

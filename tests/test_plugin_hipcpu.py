@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from yolo4.runtime.nms_params import NmsParams
+from yolo4.nms_params import NmsParams
 
 from . import hipcpu_builds
 from .conftest import SHARED_DATA

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from yolo4.nms_params import NmsParams
 from yolo4.plugins import DiouNMSParameters, NmsApi, nms_parameters
-from yolo4.runtime.nms_params import NmsParams
 
 from .conftest import SHARED_DATA
 from .plugin_cases import (

@@ -16,11 +16,11 @@ from onnx import TensorProto, helper
 
 from yolo4.errors import ModelFileError
 from yolo4.model_info import ModelInfo
+from yolo4.nms_params import NmsParams
 from yolo4.runtime.backends import create_backend
 from yolo4.runtime.backends.base import Backend
 from yolo4.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend, physical_cores
 from yolo4.runtime.detector import Detector
-from yolo4.runtime.nms_params import NmsParams
 
 NAMES = ["red", "green", "blue"]
 QUADRANTS = np.array([[0, 0, 32, 32], [32, 0, 64, 32], [0, 32, 32, 64], [32, 32, 64, 64]], np.float32)

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from yolo4.errors import Yolo4Warning
-from yolo4.runtime.backends.base import Backend, nms_metadata, read_nms_metadata
+from yolo4.nms_params import NmsParams, nms_metadata, read_nms_metadata
+from yolo4.runtime.backends.base import Backend
 from yolo4.runtime.detector import (
     Detector,
     baked_nms_conflicts,
     detections_from_nms_outputs,
     reference_nms_outputs,
 )
-from yolo4.runtime.nms_params import NmsParams
 from yolo4.runtime.postprocess import pairwise_diou, postprocess
 
 HW = (416, 416)

@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 
 from tests.conftest import assert_user_error, run_cli
+from yolo4.engine_meta import CudaDevice, EngineMeta, write_engine_meta
 from yolo4.errors import ModelFileError, Yolo4Error, Yolo4Warning
 from yolo4.model_info import ModelInfo
+from yolo4.nms_params import NMS_OUTPUT_NAMES, NmsParams, nms_metadata
 from yolo4.runtime.backends import BACKENDS, create_backend, default_backend, model_form
 from yolo4.runtime.backends import tensorrt_backend as tb
-from yolo4.runtime.backends.base import nms_metadata
 from yolo4.runtime.backends.tensorrt_backend import (
     TensorDesc,
     numpy_dtype,
@@ -31,8 +32,6 @@ from yolo4.runtime.backends.tensorrt_backend import (
     plugin_libraries_to_load,
     select_outputs,
 )
-from yolo4.runtime.engine_meta import CudaDevice, EngineMeta, write_engine_meta
-from yolo4.runtime.nms_params import NMS_OUTPUT_NAMES, NmsParams
 
 F32, I32 = np.dtype("float32"), np.dtype("int32")
 HAVE_RTX = importlib.util.find_spec("tensorrt_rtx") is not None
@@ -600,7 +599,7 @@ SMALL_NMS = [SMALL[0], TensorDesc("num_detections", False, (-1, 1), I32),
 def _install(monkeypatch, fake_trt, cuda, gpu=CudaDevice(0, "NVIDIA A100", "8.0")):
     """The stand-ins in place of the TensorRT module, pycuda and the driver's GPU; the imports are asked
     for the engine's own flavour and release, naming the engine (their errors name it)."""
-    from yolo4.runtime.engine_meta import read_engine_meta
+    from yolo4.engine_meta import read_engine_meta
 
     def import_tensorrt(flavour, version, where):
         meta = read_engine_meta(where)
@@ -991,7 +990,7 @@ def test_stand_in_device_memory_and_streams_are_strict():
 def test_release_mismatch_on_a_gpu_names_both_sides_and_the_rebuild_command(tmp_path, monkeypatch):
     """With a GPU, the refusal of an engine of another release (before pycuda is imported) names the
     engine's TensorRT and GPU, this machine's TensorRT, and the command that rebuilds it
-    (:func:`~yolo4.runtime.engine_meta.check_engine_compat`'s message, used as is)."""
+    (:func:`~yolo4.engine_meta.check_engine_compat`'s message, used as is)."""
     engine = _engine(tmp_path, trt_version="8.6.1.6", gpu_name="NVIDIA A100")
     monkeypatch.setattr(tb, "_import_tensorrt", lambda *a: FakeTensorRT(FakeCuda(), []))
     monkeypatch.setattr(tb, "cuda_device", lambda i: CudaDevice(0, "NVIDIA A100", "8.0"))

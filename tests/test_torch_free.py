@@ -1,5 +1,6 @@
-"""The parts that run on a Jetson without torch (runtime, calib, data, the model-info leaf, the
-future engine builder in convert/) import neither torch nor onnx, and stay Python 3.8 code."""
+"""The parts that run on a Jetson without torch (runtime, calib, data, the ground-floor contract
+leaves: model info, NMS parameters, engine metadata, ONNX facts; the engine builder in convert/)
+import neither torch nor onnx, and stay Python 3.8 code."""
 
 import shutil
 import subprocess
@@ -14,11 +15,13 @@ PKG = REPO / "yolo4"
 #: packages whose every module must import without torch
 TORCH_FREE_PACKAGES = ("yolo4.runtime", "yolo4.data", "yolo4.calib", "yolo4.plugins")
 #: single modules that must import without torch (and ``yolo4.convert`` without onnx either)
-TORCH_FREE_MODULES = ("yolo4", "yolo4.errors", "yolo4.fileio", "yolo4.model_info", "yolo4.assets",
+TORCH_FREE_MODULES = ("yolo4", "yolo4.errors", "yolo4.fileio", "yolo4.model_info", "yolo4.nms_params",
+                      "yolo4.engine_meta", "yolo4.onnx_facts", "yolo4.assets",
                       "yolo4.pipeline", "yolo4.cli", "yolo4.convert", "yolo4.convert.trt_compat",
                       "yolo4.convert.engine_builder", "yolo4.selftest")
 #: files vermin checks for Python 3.8 (the Jetson's JetPack 5 Python)
-PY38_PATHS = ("yolo4/runtime", "yolo4/data", "yolo4/calib", "yolo4/model_info.py", "yolo4/errors.py",
+PY38_PATHS = ("yolo4/runtime", "yolo4/data", "yolo4/calib", "yolo4/model_info.py", "yolo4/nms_params.py",
+              "yolo4/engine_meta.py", "yolo4/onnx_facts.py", "yolo4/errors.py",
               "yolo4/fileio.py", "yolo4/convert/__init__.py", "yolo4/convert/trt_compat.py",
               "yolo4/convert/engine_builder.py", "yolo4/plugins", "yolo4/selftest.py")
 

@@ -18,7 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO.parent / "shared" / "tools" / "trt-stubs.sh"
 VERSIONS = ("8.6.1", "10.13.3.9", "11.4.0.106")
-FILES = ["yolo4/convert/trt_compat.py", "yolo4/convert/engine_builder.py", "yolo4/runtime/engine_meta.py",
+FILES = ["yolo4/convert/trt_compat.py", "yolo4/convert/engine_builder.py", "yolo4/engine_meta.py",
          "yolo4/runtime/cuda_context.py",
          "yolo4/runtime/backends/tensorrt_backend.py"]
 if (REPO / "yolo4" / "calib" / "calibrators.py").is_file():

@@ -56,6 +56,15 @@ class ModelFileError(Yolo4Error):
     """An ONNX model (or engine) file that is missing, invalid or lacks yolo4 metadata."""
 
 
+def reason(e: BaseException) -> str:
+    """Short human reason of an IO/decoding exception, for one-line messages."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    if isinstance(e, UnicodeDecodeError):
+        return "not UTF-8 text"
+    return str(e) or type(e).__name__
+
+
 class Yolo4Warning(UserWarning):
     """A one-line warning about user input that does not stop the work (the CLI prints
     ``warning: <message>``)."""

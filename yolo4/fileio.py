@@ -166,7 +166,7 @@ def compose_yaml(path: PathLike, what: str, error: Callable[..., Exception]) -> 
     """
     import yaml
 
-    from .data.collect import reason
+    from .errors import reason
 
     spath = os.fspath(path)
     try:

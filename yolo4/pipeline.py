@@ -7,7 +7,7 @@ torch and onnx are imported only when the chosen model form needs them.
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .errors import Yolo4Error
 from .fileio import atomic_write_bytes, atomic_write_text, unique_name
@@ -545,7 +545,7 @@ def export_int8(fp32_onnx: str, output: str, calib_data: str, calib_images: int 
         Yolo4Error: as the functions above (bad calibration source, a pattern matching nothing, ...).
     """
     from .calib.images import calibration_set
-    from .convert.engine_builder import read_onnx_facts
+    from .onnx_facts import read_onnx_facts
 
     info = read_onnx_facts(fp32_onnx).info
     cs = calibration_set(calib_data, info, num_images=calib_images, batch_size=8, seed=seed, log=log)
@@ -553,7 +553,8 @@ def export_int8(fp32_onnx: str, output: str, calib_data: str, calib_images: int 
     if target_drop is not None:
         from .calib.sensitivity import sensitivity_search
 
-        rep = sensitivity_search(fp32_onnx, output, cs, val_data or calib_data, target_drop=target_drop,
+        val = val_data or calib_data
+        rep = sensitivity_search(fp32_onnx, output, cs, val, onnx_evaluator(val), target_drop=target_drop,
                                  method=calib_method, exclude=exclude, layout=layout, log=log)
         res = rep.result
         report_path = Path(output).with_name(Path(output).stem + "-int8-report.md")
@@ -574,6 +575,25 @@ def export_int8(fp32_onnx: str, output: str, calib_data: str, calib_images: int 
         log("INT8 vs FP32 on %s: %s" % (", ".join(Path(p).name for p in samples), agreement.summary()))
     return {"path": str(res.path), "quantized": res.quantized, "excluded": res.excluded,
             "report": str(report_path) if report_path else None, "agreement": agreement}
+
+
+def onnx_evaluator(data: str, split: str = "val", batch: int = 8
+                   ) -> Callable[[Union[str, "os.PathLike[str]"]], float]:
+    """``evaluate(onnx_path) -> mAP@[.5:.95]`` (0..1) of an ONNX model on ONNX Runtime on ``data``'s
+    ``split`` (:func:`run_eval`, quietly): what :func:`yolo4.calib.sensitivity.sensitivity_search`
+    measures each step with."""
+
+    def evaluate(path: Union[str, "os.PathLike[str]"]) -> float:
+        be = open_backend(onnx=os.fspath(path), log=lambda m: None)
+        try:
+            m = run_eval(data, be, batch=batch, split=split, progress=False, log=lambda m: None)
+        finally:
+            close = getattr(be, "close", None)
+            if callable(close):
+                close()
+        return float(m["map50_95"])
+
+    return evaluate
 
 
 def compare_detections(reference_onnx: str, candidate_onnx: str, images: Sequence[str], conf: float = 0.25):

@@ -241,7 +241,7 @@ def plugin_case(case: Tuple[Any, ...], size: int = 416) -> Tuple[np.ndarray, np.
     """The inputs of one :data:`PLUGIN_CASES` row: ``boxes [B,N,4]``, ``scores [B,N,C]`` (x1,y1,x2,y2
     input pixels of a ``size`` square; the row's dtype), its :class:`NmsParams` and ``norm_wh [B,2]``
     float32 (per-image frame) or None. Seeded by the case's name: the same inputs every run."""
-    from .runtime.nms_params import NmsParams
+    from .nms_params import NmsParams
 
     name, b, n, c, dtype, kind, agnostic, top_k, k, per_image, conf, clustered = case
     rng = np.random.default_rng(sum(map(ord, name)))
@@ -352,7 +352,7 @@ def _check_cuda(st: _State, opts: Dict[str, Any]) -> Tuple[str, str]:
     dev_index = int(opts.get("device", 0))
     if count <= dev_index:
         raise _Skip("no CUDA GPU %d (%d found)" % (dev_index, count))
-    from .runtime.engine_meta import cuda_device
+    from .engine_meta import cuda_device
 
     gpu = cuda_device(dev_index)
     if gpu is None:
@@ -594,10 +594,10 @@ def _check_nms_engines(st: _State, opts: Dict[str, Any]) -> Tuple[str, str]:
     if st.trt == "tensorrt-rtx":
         raise _Skip("TensorRT for RTX loads no plugins (neither DIoUNMS_TRT nor EfficientNMS_TRT)")
     from .convert.nms_export import export_nms
+    from .nms_params import NmsParams
     from .plugins import default_plugin_path
     from .runtime.backends.tensorrt_backend import TensorRTBackend
     from .runtime.detector import reference_nms_outputs
-    from .runtime.nms_params import NmsParams
 
     work = opts["workdir"]
     x = np.random.default_rng(11).random((3, 3) + TINY_INFO_HW, dtype=np.float32)
@@ -761,10 +761,10 @@ def _check_user_engine(st: _State, opts: Dict[str, Any]) -> Tuple[str, str]:
     if not engine:
         raise _Skip("no --engine given")
     _need_gpu(st)
+    from .engine_meta import read_engine_meta
     from .runtime.agreement import detection_agreement
     from .runtime.backends import create_backend
     from .runtime.detector import Detector
-    from .runtime.engine_meta import read_engine_meta
 
     meta = read_engine_meta(engine)
     onnx_path = opts.get("onnx") or meta.built_onnx or meta.onnx_path

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Union
 
 from ..errors import ModelFileError, Yolo4Error
+from ..onnx_facts import onnx_precision
 
 PathLike = Union[str, "os.PathLike[str]"]
 Log = Callable[[str], Any]
@@ -294,8 +295,6 @@ def quantize_qdq(onnx_in: PathLike, onnx_out: PathLike, calib_set, method: str =
     if not 0.0 < float(percentile) <= 100.0:
         raise Yolo4Error("percentile must be in (0, 100], got %g" % percentile)
     model = _load(onnx_in)
-    from ..convert.engine_builder import onnx_precision
-
     precision = onnx_precision(model)
     if precision == "int8":
         raise Yolo4Error("the model is already quantized (it has QuantizeLinear nodes); give the FP32 "

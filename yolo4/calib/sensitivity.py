@@ -3,8 +3,9 @@
 ``yolo4 export --int8 --int8-target-drop 1.0`` runs :func:`sensitivity_search`:
 
 1. Quantize with the defaults (:func:`yolo4.calib.qdq.quantize_qdq`) and measure COCO mAP@[.5:.95]
-   of the FP32 and the Q/DQ model on a validation set (ONNX Runtime, the one eval of ``yolo4 eval``).
-   Within target: done.
+   of the FP32 and the Q/DQ model on a validation set with the caller's ``evaluate`` (``yolo4 export``
+   passes :func:`yolo4.pipeline.onnx_evaluator`: ONNX Runtime, the one eval of ``yolo4 eval``; calib
+   sits below the pipeline, so it takes the evaluation as a callback). Within target: done.
 2. Rank the quantized layers (:attr:`QdqResult.candidates`: the Convs, plus LeakyReLU and max-pool
    nodes in the ``onnxruntime`` layout) by harm: for each, a model with only that layer quantized
    is run on a few validation images, and harm = the relative L2 error of its ``scores`` output vs
@@ -33,6 +34,8 @@ from .qdq import DEFAULT_METHOD, DEFAULT_PERCENTILE, QdqResult, quantize_qdq
 
 PathLike = Union[str, "os.PathLike[str]"]
 Log = Callable[[str], Any]
+#: an ONNX model's mAP@[.5:.95] (0..1) on the validation set: ``evaluate(onnx_path) -> float``
+Evaluate = Callable[[PathLike], float]
 
 __all__ = ["LayerSensitivity", "SensitivityReport", "sensitivity_search"]
 
@@ -107,23 +110,10 @@ def _scores(path: PathLike, x: np.ndarray) -> np.ndarray:
     return np.asarray(out[names.index("scores") if "scores" in names else -1], np.float32)
 
 
-def _map(path: PathLike, val_data: str, split: str, batch: int) -> float:
-    from ..pipeline import open_backend, run_eval
-
-    be = open_backend(onnx=os.fspath(path), log=lambda m: None)
-    try:
-        m = run_eval(val_data, be, batch=batch, split=split, progress=False, log=lambda m: None)
-    finally:
-        close = getattr(be, "close", None)
-        if callable(close):
-            close()
-    return float(m["map50_95"])
-
-
-def sensitivity_search(onnx_in: PathLike, onnx_out: PathLike, calib_set, val_data: str,
+def sensitivity_search(onnx_in: PathLike, onnx_out: PathLike, calib_set, val_data: str, evaluate: Evaluate,
                        target_drop: float = 1.0, val_split: str = "val", method: str = DEFAULT_METHOD,
                        exclude: Sequence[str] = (), layout: str = "tensorrt",
-                       percentile: float = DEFAULT_PERCENTILE, probe_images: int = 8, batch: int = 8,
+                       percentile: float = DEFAULT_PERCENTILE, probe_images: int = 8,
                        max_steps: Optional[int] = None, log: Log = print) -> SensitivityReport:
     """Quantize ``onnx_in`` to ``onnx_out`` (Q/DQ INT8), returning layers to float until the mAP drop
     vs FP32 on ``val_data`` is at most ``target_drop`` AP points (steps in the module docstring).
@@ -131,7 +121,10 @@ def sensitivity_search(onnx_in: PathLike, onnx_out: PathLike, calib_set, val_dat
     Args:
         onnx_in: FP32 ONNX export; onnx_out: the Q/DQ ONNX written (the final step's model).
         calib_set: :class:`yolo4.calib.images.CalibrationSet`.
-        val_data: labelled dataset spec (``yolo4 eval --data``); val_split: its split.
+        val_data: labelled dataset spec (``yolo4 eval --data``); val_split: its split (the probe
+            images come from it).
+        evaluate: ``evaluate(onnx_path) -> mAP@[.5:.95]`` (0..1) of a model on ``val_data``'s
+            ``val_split`` (:func:`yolo4.pipeline.onnx_evaluator`).
         target_drop: allowed mAP@[.5:.95] drop in AP points (x 100), >= 0.
         method, exclude, layout, percentile: as :func:`yolo4.calib.qdq.quantize_qdq`.
         probe_images: validation images used to rank layers (the first ones of ``calib_set``'s
@@ -154,8 +147,8 @@ def sensitivity_search(onnx_in: PathLike, onnx_out: PathLike, calib_set, val_dat
                                   calibration_cache=cache, log=log)
         res = quantize_qdq(onnx_in, onnx_out, calib_set, **kw)
         log("evaluating FP32 and INT8 on %s (%s)" % (val_data, val_split))
-        fp32 = _map(onnx_in, val_data, val_split, batch)
-        int8 = _map(onnx_out, val_data, val_split, batch)
+        fp32 = float(evaluate(onnx_in))
+        int8 = float(evaluate(onnx_out))
         report = SensitivityReport(fp32, int8, int8, float(target_drop), result=res)
         log("mAP@[.5:.95] FP32 %.4f, INT8 %.4f: drop %.2f AP (target %.2f)"
             % (fp32, int8, report.drop, target_drop))
@@ -183,7 +176,7 @@ def sensitivity_search(onnx_in: PathLike, onnx_out: PathLike, calib_set, val_dat
                 break
             back.append(layer.node)
             res = quantize_qdq(onnx_in, onnx_out, calib_set, exclude_nodes=back, **kw)
-            report.int8_map = _map(onnx_out, val_data, val_split, batch)
+            report.int8_map = float(evaluate(onnx_out))
             layer.decision, layer.drop_after = "float", report.drop
             log("returned %s to float: mAP@[.5:.95] %.4f, drop %.2f AP" % (layer.node, report.int8_map,
                                                                         report.drop))

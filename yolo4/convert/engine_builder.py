@@ -5,7 +5,8 @@ What it does, in order:
 1. checks the options and files (one line per mistake, before anything slow);
 2. loads TensorRT (:func:`yolo4.convert.trt_compat.load_tensorrt`: ``tensorrt`` first, else
    ``tensorrt_rtx``) and reads the ONNX's yolo4 metadata (:class:`~yolo4.model_info.ModelInfo`),
-   precision (Q/DQ nodes -> INT8, float16 initializers -> FP16, else FP32) and input shape;
+   precision (Q/DQ nodes -> INT8, float16 initializers -> FP16, else FP32) and input shape
+   (:func:`yolo4.onnx_facts.read_onnx_facts`);
 3. decides how to build the asked precision on this release
    (:func:`~yolo4.convert.trt_compat.plan_precision`): builder flags on 8.5 - 10.x; on strongly typed
    releases (11.x, TensorRT for RTX) an FP16 engine is built from an FP16 ONNX (an FP32 one is
@@ -23,7 +24,7 @@ What it does, in order:
    pools sized for a Jetson, an elapsed-time display (phases from ``IProgressMonitor`` where the
    release has it), TensorRT's log at WARNING (INFO with ``verbose``);
 6. writes the engine atomically, then its sidecar ``<engine>.json``
-   (:mod:`yolo4.runtime.engine_meta`), and reports precision, layers per precision (engine
+   (:mod:`yolo4.engine_meta`), and reports precision, layers per precision (engine
    inspector, or the build log's layer table where no GPU can deserialize the plan), size, build
    time and the process's peak host memory.
 
@@ -37,16 +38,16 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .. import __version__
+from ..engine_meta import AHEAD_OF_TIME, EngineMeta, cuda_device, write_engine_meta
 from ..errors import ModelFileError, Yolo4Error
 from ..fileio import atomic_write_bytes, check_writable_file
-from ..model_info import ModelInfo
-from ..runtime.engine_meta import AHEAD_OF_TIME, EngineMeta, cuda_device, write_engine_meta
+from ..onnx_facts import OnnxFacts, import_onnx, onnx_precision, read_onnx_facts
 from . import trt_compat as compat
 
 __all__ = ["build_engine", "DEFAULT_CONTEXTS", "BuildResult", "OnnxFacts", "read_onnx_facts", "onnx_precision", "parse_batch",
@@ -69,113 +70,8 @@ DEFAULT_CALIB_IMAGES = 500
 
 
 # ------------------------------------------------------------------------------------------------
-# the ONNX
+# the ONNX (its facts are read by yolo4.onnx_facts, re-exported here) and the batch profile
 # ------------------------------------------------------------------------------------------------
-
-@dataclass
-class OnnxFacts:
-    """What the builder reads from an ONNX file without TensorRT.
-
-    Attributes:
-        path: the file.
-        info: its yolo4 :class:`ModelInfo` (``metadata_props``).
-        precision: ``int8`` (has QuantizeLinear nodes: Q/DQ), ``fp16`` (float16 initializers) or ``fp32``.
-        input_name: the graph input (``images``).
-        input_shape: ``[B, C, H, W]``, -1 for a symbolic dimension.
-        output_names: graph outputs.
-        metadata: all ``metadata_props`` as ``{key: value}``.
-        plugin_nodes: names of the graph's ``DIoUNMS_TRT`` nodes (``yolo4 export --nms plugin``).
-    """
-
-    path: Path
-    info: ModelInfo
-    precision: str
-    input_name: str
-    input_shape: List[int]
-    output_names: List[str]
-    metadata: Dict[str, str] = field(default_factory=dict)
-    plugin_nodes: List[str] = field(default_factory=list)
-
-    @property
-    def needs_diou_plugin(self) -> bool:
-        """The graph ends with the DIoU-NMS plugin (a ``DIoUNMS_TRT`` node, metadata ``nms=plugin``)."""
-        return bool(self.plugin_nodes) or self.metadata.get("nms") == "plugin"
-
-    def model_metadata(self) -> Dict[str, str]:
-        """What the engine's sidecar records of the model: :meth:`ModelInfo.to_metadata` plus the
-        NMS in the graph (``nms``, ``nms_params``), which the runtime reads to load the plugin and
-        to know the outputs."""
-        out = dict(self.info.to_metadata())
-        for key in _NMS_KEYS:
-            if key in self.metadata:
-                out[key] = self.metadata[key]
-        return out
-
-
-#: the NMS keys of an NMS-ended ONNX's metadata (:data:`yolo4.runtime.backends.base.NMS_METADATA_KEYS`)
-_NMS_KEYS = ("nms", "nms_params")
-
-
-def _import_onnx() -> Any:
-    try:
-        import onnx
-    except ImportError:
-        raise Yolo4Error("reading the ONNX needs the onnx package: pip install onnx (or pip install "
-                         "'yolo4[export]')") from None
-    return onnx
-
-
-def onnx_precision(model: Any) -> str:
-    """``int8`` when ``model`` (an ``onnx.ModelProto``) has ``QuantizeLinear`` nodes (a Q/DQ model),
-    ``fp16`` when it has float16 initializers or constants, else ``fp32``."""
-    nodes = list(model.graph.node)
-    if any(n.op_type == "QuantizeLinear" for n in nodes):
-        return "int8"
-    float16 = 10  # onnx.TensorProto.FLOAT16
-    if any(t.data_type == float16 for t in model.graph.initializer):
-        return "fp16"
-    for n in nodes:
-        if n.op_type == "Constant":
-            for a in n.attribute:
-                if a.name == "value" and a.t.data_type == float16:
-                    return "fp16"
-    return "fp32"
-
-
-def read_onnx_facts(path: PathLike) -> OnnxFacts:
-    """Read an ONNX file's graph (not its external weights) for the builder.
-
-    Raises:
-        ModelFileError: missing file, not an ONNX model, no yolo4 metadata, not one 4-D input.
-        Yolo4Error: the onnx package is missing.
-    """
-    p = Path(os.fspath(path))
-    if not p.is_file():
-        raise ModelFileError("ONNX model not found" if not p.exists() else "not a file", p)
-    onnx = _import_onnx()
-    try:
-        model = onnx.load(str(p), load_external_data=False)
-    except Exception as e:  # protobuf DecodeError, OSError, ...
-        why = " ".join(str(e).split()) or type(e).__name__
-        raise ModelFileError(f"not an ONNX model ({why[:120]})", p) from None
-    if not model.graph.node:
-        raise ModelFileError("not an ONNX model (no graph nodes)", p)
-    meta = {m.key: m.value for m in model.metadata_props}
-    info = ModelInfo.from_metadata(meta, p)
-    inits = {t.name for t in model.graph.initializer}
-    inputs = [v for v in model.graph.input if v.name not in inits]
-    if len(inputs) != 1:
-        raise ModelFileError(f"expected one input tensor [B,3,H,W], found {len(inputs)}", p)
-    dims = inputs[0].type.tensor_type.shape.dim
-    shape = [int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in dims]
-    if len(shape) != 4:
-        raise ModelFileError(f"expected a 4-D input [B,3,H,W], found {len(shape)} dimensions", p)
-    from ..runtime.nms_params import PLUGIN_OP
-
-    plugin_nodes = [n.name or "%s_%d" % (n.op_type, i) for i, n in enumerate(model.graph.node) if n.op_type == PLUGIN_OP]
-    return OnnxFacts(p, info, onnx_precision(model), inputs[0].name, shape,
-                     [o.name for o in model.graph.output], meta, plugin_nodes)
-
 
 def parse_batch(text: Union[str, Sequence[int], None]) -> Optional[Tuple[int, int, int]]:
     """``"1,4,8"`` -> ``(1, 4, 8)``; ``"4"`` -> ``(4, 4, 4)``; None -> None.
@@ -304,7 +200,7 @@ class BuildResult:
 
     Attributes:
         engine_path: the engine file. meta_path: its sidecar (``<engine>.json``).
-        meta: the :class:`~yolo4.runtime.engine_meta.EngineMeta` written.
+        meta: the :class:`~yolo4.engine_meta.EngineMeta` written.
         size_bytes: engine size in bytes. build_time_s: TensorRT build time in seconds.
         layer_precisions: ``{precision: layers}`` (empty when TensorRT did not report them).
         built_onnx: the ONNX TensorRT parsed (the input, or the FP16 / Q/DQ one made from it).
@@ -632,7 +528,7 @@ def _check_hardware_target(level: str, device: Any) -> None:
     """
     if level != "ampere+" or device is None:
         return
-    from ..runtime.engine_meta import AMPERE_MIN_CC, parse_compute_capability
+    from ..engine_meta import AMPERE_MIN_CC, parse_compute_capability
 
     try:
         cc = parse_compute_capability(device.compute_capability)
@@ -725,7 +621,7 @@ def _peak_host_memory_mib() -> Optional[float]:
 
 def _make_fp16_onnx(onnx_p: Path, out: Path, say: Log) -> Path:
     """Strongly typed releases: the FP32 ONNX as FP16 (float32 I/O, decode in FP32) beside the engine."""
-    onnx = _import_onnx()
+    onnx = import_onnx()
     try:
         from .fp16 import convert_to_fp16
     except ImportError as e:  # pragma: no cover - onnx present but the converter is not
@@ -791,7 +687,7 @@ def _float_nodes(onnx_path: Path, patterns: Sequence[str]) -> List[str]:
     implicit and explicit INT8 quantize the same layers, plus ``--int8-exclude`` matches."""
     from ..calib.qdq import default_float_nodes, resolve_exclude
 
-    onnx = _import_onnx()
+    onnx = import_onnx()
     model = onnx.load(str(onnx_path), load_external_data=False)
     names = list(default_float_nodes(model))
     for n in resolve_exclude(model, patterns, onnx_path):

@@ -71,9 +71,17 @@ from onnx import TensorProto, helper, numpy_helper
 from ..errors import ModelFileError, Yolo4Error
 from ..fileio import atomic_path
 from ..model_info import ModelInfo
-from ..runtime.backends.base import NMS_GRAPH_KINDS, nms_metadata
-from ..runtime.backends.onnxruntime_backend import EFFICIENT_NMS_MAX_CANDIDATES, EFFICIENT_NMS_OP
-from ..runtime.nms_params import NMS_OUTPUT_NAMES, PLUGIN_NAMESPACE, PLUGIN_OP, PLUGIN_VERSION, NmsParams
+from ..nms_params import (
+    EFFICIENT_NMS_MAX_CANDIDATES,
+    EFFICIENT_NMS_OP,
+    NMS_GRAPH_KINDS,
+    NMS_OUTPUT_NAMES,
+    PLUGIN_NAMESPACE,
+    PLUGIN_OP,
+    PLUGIN_VERSION,
+    NmsParams,
+    nms_metadata,
+)
 from .graph import onnx_opset
 
 logger = logging.getLogger(__name__)
@@ -347,10 +355,10 @@ def _check_on_ort(raw_path: str, nms_path: str, params: NmsParams, info: ModelIn
                   batch: Optional[int]) -> Tuple[str, int, int]:
     """Run the NMS file and the raw file + numpy reference on the verification input; ``(how, matched
     images, images)``."""
+    from ..runtime.agreement import reference_input
     from ..runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
     from ..runtime.detector import detections_from_nms_outputs
     from ..runtime.postprocess import postprocess
-    from .verify import reference_input
 
     x, _ = reference_input(info.input_hw, batch or 2, info.letter_box)
     with OnnxRuntimeBackend(nms_path, threads=2) as be:

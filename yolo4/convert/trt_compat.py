@@ -793,7 +793,7 @@ def check_build_options(api: TrtApi, compute_capability: Sequence[str] = (), dla
             TensorRT for RTX; ``--version-compatible`` / ``--hardware-compatibility-level`` below 8.6
             or on TensorRT for RTX, or with ``--dla-core`` (hardware compatibility: discrete GPUs).
     """
-    from ..runtime.engine_meta import parse_compute_capability
+    from ..engine_meta import parse_compute_capability
 
     f = api.features
     names: List[str] = []

@@ -18,17 +18,14 @@ torch-free at import time (Python 3.8): torch is imported only inside :func:`tor
 builder reuses this module on a Jetson without torch.
 """
 
-import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..errors import ModelFileError, Yolo4Error
-
-logger = logging.getLogger(__name__)
+from ..runtime.agreement import reference_input  # lives in the runtime (its benchmark uses it); kept here too
 
 #: graph output names of the decoded model (no NMS in the graph), in call-result order
 OUTPUT_NAMES = ("boxes", "scores")
@@ -115,59 +112,6 @@ class VerifyResult:
 def _first_line(e: BaseException) -> str:
     lines = str(e).strip().splitlines()
     return lines[0] if lines else type(e).__name__
-
-
-# ------------------------------------------------------------------------------------------ input
-
-def reference_input(input_hw: Tuple[int, int], batch: int = 1, letter_box: bool = False
-                    ) -> Tuple[np.ndarray, str]:
-    """A deterministic, real-looking network input for verification.
-
-    Uses darknet's sample images (``$YOLO4_ASSET_MIRROR/darknet/images/*.jpg``: dog, horses, person;
-    then their mirror images) when the asset mirror has them, preprocessed as the runtime does
-    (``yolo4.runtime.preprocess``; plain resize or letterbox); otherwise a seeded random image made of
-    smooth colour blocks (so the network sees edges and flat regions, not white noise).
-
-    Args:
-        input_hw: (height, width) in pixels.
-        batch: number of images.
-        letter_box: letterbox instead of plain resize.
-
-    Returns:
-        (x float32 [batch, 3, H, W] RGB 0..1, description of the source).
-    """
-    h, w = input_hw
-    mirror = os.environ.get("YOLO4_ASSET_MIRROR")
-    paths: List[Path] = []
-    if mirror:
-        paths = sorted((Path(mirror) / "darknet" / "images").glob("*.jpg"))
-        paths.sort(key=lambda p: p.name != "dog.jpg")  # dog first: the README's reference image
-    if paths:
-        try:
-            import cv2
-
-            imgs = []
-            for i in range(batch):
-                img = cv2.imread(str(paths[i % len(paths)]), cv2.IMREAD_COLOR)
-                if img is None:
-                    raise OSError(str(paths[i % len(paths)]))
-                if (i // len(paths)) % 2:
-                    img = img[:, ::-1].copy()
-                imgs.append(img)
-            from ..runtime.preprocess import preprocess
-
-            x, _ = preprocess(imgs, (h, w), letter_box)
-            names = [paths[i % len(paths)].name + ("(flipped)" if (i // len(paths)) % 2 else "")
-                     for i in range(batch)]
-            return np.ascontiguousarray(x, dtype=np.float32), ", ".join(names)
-        except Exception as e:  # noqa: BLE001 - any failure falls back to the synthetic input
-            logger.debug("reference images unusable (%s); using seeded random input", e)
-    rng = np.random.default_rng(0)
-    bh, bw = max(1, h // 16), max(1, w // 16)
-    low = rng.random((batch, 3, bh, bw), dtype=np.float32)
-    x = np.repeat(np.repeat(low, 16, axis=2), 16, axis=3)[:, :, :h, :w]
-    x = np.clip(x + rng.normal(0, 0.02, x.shape).astype(np.float32), 0, 1)
-    return np.ascontiguousarray(x, dtype=np.float32), "seeded random"
 
 
 # ------------------------------------------------------------------------------------------ compare

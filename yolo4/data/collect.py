@@ -17,7 +17,7 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..errors import DataError, ImageReadError
+from ..errors import DataError, ImageReadError, reason
 from .images import IMAGE_SUFFIXES, MAX_IMAGE_SIDE, image_size, image_size_problem, is_image_file
 from .records import ImageRecord
 
@@ -37,15 +37,6 @@ _SHOW.maxlist = _SHOW.maxdict = _SHOW.maxtuple = 4
 _SHOW.maxlevel = 2
 # Unicode categories a class name must not contain: controls, surrogates, line and paragraph separators.
 _BAD_CATEGORIES = ("Cc", "Cs", "Zl", "Zp")
-
-
-def reason(e: BaseException) -> str:
-    """Short human reason of an IO/decoding exception, for one-line messages."""
-    if isinstance(e, OSError) and e.strerror:
-        return e.strerror
-    if isinstance(e, UnicodeDecodeError):
-        return "not UTF-8 text"
-    return str(e) or type(e).__name__
 
 
 def show(value: Any, limit: int = 60) -> str:

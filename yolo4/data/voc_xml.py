@@ -26,7 +26,7 @@ import xml.parsers.expat
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..errors import DataError
+from ..errors import DataError, reason
 from .collect import (
     Collector,
     annotated_size,
@@ -35,7 +35,6 @@ from .collect import (
     header_sizes,
     name_problem,
     parse_decimal,
-    reason,
     show,
     split_images,
 )

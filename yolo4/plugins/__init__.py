@@ -9,7 +9,7 @@ load it before parsing an ONNX with a ``DIoUNMS_TRT`` node or deserializing an e
 
 :class:`NmsApi` calls the library's two C functions (``diouNMSWorkspaceSize``, ``diouNMSLaunch``;
 ``yolo4/plugins/diou_nms/diouNMSKernels.h``) with a :class:`DiouNMSParameters` made from
-:class:`~yolo4.runtime.nms_params.NmsParams` by :func:`nms_parameters`. The plugin library exports
+:class:`~yolo4.nms_params.NmsParams` by :func:`nms_parameters`. The plugin library exports
 them for device pointers; the CPU build of the same stages (:func:`yolo4.plugins.build.build_host_library`,
 what the test suite checks against the numpy reference) takes host arrays (:meth:`NmsApi.run_host`).
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Optional, Tuple, Union
 
 from ..errors import Yolo4Error
-from ..runtime.nms_params import PLUGIN_NAMESPACE, PLUGIN_OP, PLUGIN_VERSION, NmsParams
+from ..nms_params import PLUGIN_NAMESPACE, PLUGIN_OP, PLUGIN_VERSION, NmsParams
 
 __all__ = ["PLUGIN_LIBRARY_NAME", "PLUGIN_OP", "PLUGIN_VERSION", "PLUGIN_NAMESPACE", "DiouNMSParameters",
            "NmsApi", "plugin_source_dir", "default_plugin_path", "load_plugin_library", "nms_parameters"]

@@ -4,7 +4,7 @@ Two modes: *engine-only* times the backend's forward pass on a preprocessed batc
 (``backend(batch)``); *end-to-end* times what a user waits for per batch: decode the JPEGs, preprocess,
 forward, threshold + NMS, all through :class:`~yolo4.runtime.detector.Detector` (the one pre- and
 post-processing). Inputs are the images of a folder, else darknet's sample images from the asset
-mirror, else a deterministic synthetic image (:func:`yolo4.convert.verify.reference_input`). Warm-up
+mirror, else a deterministic synthetic image (:func:`yolo4.runtime.agreement.reference_input`). Warm-up
 iterations are not timed; each timed iteration is one batch. Python 3.8, torch-free (onnxruntime
 and torch are only looked at when the backend already loaded them).
 """
@@ -108,7 +108,7 @@ def _synthetic_jpeg(input_hw: Tuple[int, int], letter_box: bool, folder: str) ->
     """The deterministic synthetic input as a JPEG in ``folder`` (so end-to-end still decodes one)."""
     import cv2
 
-    from ..convert.verify import reference_input
+    from .agreement import reference_input
 
     x, _ = reference_input(tuple(input_hw), batch=1, letter_box=letter_box)
     bgr = np.ascontiguousarray((x[0].transpose(1, 2, 0)[:, :, ::-1] * 255.0).round().astype(np.uint8))
@@ -120,11 +120,11 @@ def _synthetic_jpeg(input_hw: Tuple[int, int], letter_box: bool, folder: str) ->
 
 def benchmark_inputs(paths: Sequence[str], input_hw: Tuple[int, int], letter_box: bool, batch: int) -> np.ndarray:
     """The engine-only input: ``[batch, 3, H, W] float32``, the images (cycled) preprocessed as the
-    runtime does, or the synthetic :func:`~yolo4.convert.verify.reference_input` when ``paths`` is empty."""
+    runtime does, or the synthetic :func:`~yolo4.runtime.agreement.reference_input` when ``paths`` is empty."""
     from .preprocess import preprocess
 
     if not paths:
-        from ..convert.verify import reference_input
+        from .agreement import reference_input
 
         return reference_input(tuple(input_hw), batch=batch, letter_box=letter_box)[0]
     imgs = _read_all(paths)

@@ -19,8 +19,8 @@ from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import Yolo4Error, Yolo4Warning
+from ..nms_params import NmsParams
 from .backends.base import Backend
-from .nms_params import NmsParams
 from .postprocess import Detections, postprocess
 from .preprocess import preprocess, scale_boxes_to_original
 
@@ -148,7 +148,7 @@ class Detector:
 
     Args:
         backend: a :class:`~yolo4.runtime.backends.base.Backend`.
-        params: :class:`~yolo4.runtime.nms_params.NmsParams`; default
+        params: :class:`~yolo4.nms_params.NmsParams`; default
             ``NmsParams.for_model(backend.info)`` (score > 0.25, NMS 0.45, the cfg's nms_kind, at
             most 300 detections per image); for a model with NMS in its graph, the graph's nms_kind,
             beta_nms and class mode.

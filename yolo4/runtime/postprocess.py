@@ -45,7 +45,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .nms_params import DEFAULT_MAX_CANDIDATES, GREEDY_NMS_BETA, NMS_KINDS, NmsParams, effective_beta
+from ..nms_params import DEFAULT_MAX_CANDIDATES, GREEDY_NMS_BETA, NMS_KINDS, NmsParams, effective_beta
 
 __all__ = ["Detections", "NmsParams", "NMS_KINDS", "DEFAULT_MAX_CANDIDATES", "NMS_BLOCK", "CANDIDATE_BUDGET",
            "GREEDY_NMS_BETA", "effective_beta", "pairwise_diou", "diou_nms", "postprocess"]

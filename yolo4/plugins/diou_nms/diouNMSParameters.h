@@ -3,7 +3,7 @@
  *
  * Plain C (used by the CUDA kernels, the TensorRT glue, the CPU build and Python ctypes alike).
  * The attribute fields are the plugin fields / ONNX node attributes, one for one with
- * yolo4.runtime.nms_params.NmsParams.plugin_attributes(); the tensor fields are filled by the
+ * yolo4.nms_params.NmsParams.plugin_attributes(); the tensor fields are filled by the
  * glue from the input tensors (configurePlugin / enqueue), never by the user.
  */
 #ifndef DIOU_NMS_PARAMETERS_H
@@ -11,7 +11,7 @@
 
 #include <stdint.h>
 
-/* nms_kind codes (yolo4.runtime.nms_params.NMS_KIND_CODES; darknet src/box.c) */
+/* nms_kind codes (yolo4.nms_params.NMS_KIND_CODES; darknet src/box.c) */
 #define DIOU_NMS_KIND_DEFAULT 0   /* plain IoU (do_nms_sort) */
 #define DIOU_NMS_KIND_GREEDY 1    /* greedynms: DIoU, exponent fixed at 0.6 (box_diou) */
 #define DIOU_NMS_KIND_DIOU 2      /* diounms: DIoU, exponent beta_nms (box_diounms) */

@@ -9,42 +9,15 @@ post-processing on top and returns the same detections either way. Python 3.8, t
 """
 
 import abc
-import json
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
 from ...model_info import ModelInfo
-from ..nms_params import NmsParams
+from ...nms_params import NMS_GRAPH_KINDS, NMS_METADATA_KEYS, NmsParams, nms_metadata, read_nms_metadata
 
+# the NMS-graph metadata names live in yolo4.nms_params (a ground-floor contract); re-exported here
 __all__ = ["Backend", "Pending", "Done", "NMS_GRAPH_KINDS", "NMS_METADATA_KEYS", "nms_metadata", "read_nms_metadata"]
-
-#: kinds of NMS a graph can end with (``yolo4 export --nms``; ``none`` = decoded boxes/scores)
-NMS_GRAPH_KINDS = ("plugin", "efficient", "trt")
-#: extra ``metadata_props`` keys of an NMS-ended model: ``nms`` (one of :data:`NMS_GRAPH_KINDS`)
-#: and ``nms_params`` (JSON of :meth:`NmsParams.as_dict`: what the graph's NMS does)
-NMS_METADATA_KEYS = ("nms", "nms_params")
-
-
-def nms_metadata(kind: str, params: NmsParams) -> Dict[str, str]:
-    """``{"nms": kind, "nms_params": JSON}``: the metadata an NMS-ended model carries beside
-    :meth:`ModelInfo.to_metadata` (whose reader ignores these keys)."""
-    if kind not in NMS_GRAPH_KINDS:
-        raise ValueError("nms kind must be one of %s, got %r" % (", ".join(NMS_GRAPH_KINDS), kind))
-    return {"nms": kind, "nms_params": json.dumps(params.as_dict(), sort_keys=True)}
-
-
-def read_nms_metadata(meta: Mapping[str, str]) -> Tuple[Optional[str], Optional[NmsParams]]:
-    """Inverse of :func:`nms_metadata`: ``(kind, params)``; ``(None, None)`` for a model without
-    NMS in its graph (key absent or ``"none"``); params None when absent or unreadable."""
-    kind = meta.get("nms")
-    if not kind or kind == "none":
-        return None, None
-    try:
-        params = NmsParams(**json.loads(meta["nms_params"]))
-    except (KeyError, TypeError, ValueError):
-        params = None
-    return str(kind), params
 
 
 class Pending(abc.ABC):

@@ -5,7 +5,7 @@ The model's :class:`ModelInfo` comes from the ONNX ``metadata_props`` written by
 have one input (``[B, 3, H, W]``, float32 or float16) and either the decoded outputs ``boxes [B, N,
 4]`` and ``scores [B, N, C]`` (found by name, else the first two outputs) or, for a model exported
 with ``yolo4 export --nms plugin|efficient|trt``, EfficientNMS_TRT's four outputs
-(:data:`~yolo4.runtime.nms_params.NMS_OUTPUT_NAMES`; ``nms``/``nms_params`` from the metadata).
+(:data:`~yolo4.nms_params.NMS_OUTPUT_NAMES`; ``nms``/``nms_params`` from the metadata).
 FP16 models take and return float32 here (cast at the boundary). A model with a fixed batch
 dimension accepts any batch: it is split into chunks of that size, the last one zero-padded.
 
@@ -34,16 +34,20 @@ import numpy as np
 
 from ...errors import ModelFileError
 from ...model_info import ModelInfo
-from ..nms_params import NMS_KIND_CODES, NMS_OUTPUT_NAMES, PLUGIN_OP, NmsParams
-from .base import Backend, read_nms_metadata
+from ...nms_params import (
+    EFFICIENT_NMS_MAX_CANDIDATES,
+    EFFICIENT_NMS_OP,
+    NMS_KIND_CODES,
+    NMS_OUTPUT_NAMES,
+    PLUGIN_OP,
+    NmsParams,
+    read_nms_metadata,
+)
+from .base import Backend
 
 __all__ = ["OnnxRuntimeBackend", "physical_cores", "read_onnx_model_info", "CUSTOM_NMS_OPS", "EFFICIENT_NMS_OP",
            "EFFICIENT_NMS_MAX_CANDIDATES", "nms_node_params", "register_nms_custom_ops"]
 
-#: EfficientNMS_TRT: TensorRT's IoU-NMS plugin (8.x-10.x; deprecated from 10.12)
-EFFICIENT_NMS_OP = "EfficientNMS_TRT"
-#: EfficientNMS_TRT runs NMS on the 4096 highest-scored candidates per image (efficientNMSPlugin)
-EFFICIENT_NMS_MAX_CANDIDATES = 4096
 #: TensorRT plugin ops a yolo4 NMS-ended ONNX can end with: op type -> ``yolo4 export --nms`` kind
 CUSTOM_NMS_OPS = {PLUGIN_OP: "plugin", EFFICIENT_NMS_OP: "efficient"}
 _NMS_KIND_NAMES = {v: k for k, v in NMS_KIND_CODES.items()}

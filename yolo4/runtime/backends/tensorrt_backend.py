@@ -3,13 +3,13 @@
 
 Opening an engine, in this order (each failure is one line naming the engine and what to do):
 
-1. its metadata sidecar (:func:`~yolo4.runtime.engine_meta.read_engine_meta`): the model's
+1. its metadata sidecar (:func:`~yolo4.engine_meta.read_engine_meta`): the model's
    :class:`ModelInfo`, the NMS in its graph (``nms``/``nms_params`` of the source ONNX), the
-   optimization profile (:attr:`~yolo4.runtime.engine_meta.EngineMeta.batch_range`) and the
+   optimization profile (:attr:`~yolo4.engine_meta.EngineMeta.batch_range`) and the
    TensorRT flavour/release that built it;
 2. the TensorRT module of that flavour (``tensorrt`` or ``tensorrt_rtx``), imported here, the GPU
-   as the driver reports it (:func:`~yolo4.runtime.engine_meta.cuda_device`: ctypes, no pycuda) and
-   :func:`~yolo4.runtime.engine_meta.check_engine_compat` (release and compute capability; its
+   as the driver reports it (:func:`~yolo4.engine_meta.cuda_device`: ctypes, no pycuda) and
+   :func:`~yolo4.engine_meta.check_engine_compat` (release and compute capability; its
    refusal names the engine's TensorRT/GPU, this machine's, and the ``yolo4 build-engine`` command
    that rebuilds it); without a GPU the release alone, before the refusal for the missing GPU;
 3. pycuda;
@@ -54,16 +54,16 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 
 import numpy as np
 
-from ...errors import ModelFileError, Yolo4Error, Yolo4Warning
-from ..engine_meta import (
+from ...engine_meta import (
     EngineMeta,
     check_engine_compat,
     cuda_device,
     flavour_name,
     read_engine_meta,
 )
-from ..nms_params import NMS_OUTPUT_NAMES
-from .base import Backend, Done, Pending, check_batch, read_nms_metadata
+from ...errors import ModelFileError, Yolo4Error, Yolo4Warning
+from ...nms_params import NMS_OUTPUT_NAMES, read_nms_metadata
+from .base import Backend, Done, Pending, check_batch
 
 __all__ = ["TensorRTBackend", "TensorDesc", "TensorBuffer", "TrtPending", "numpy_dtype", "plan_buffers",
            "select_outputs", "plugin_libraries_to_load", "usable_contexts", "DEFAULT_CONTEXTS", "INSTALL"]
@@ -162,7 +162,7 @@ def select_outputs(descs: Sequence[TensorDesc]) -> Tuple[List[str], bool]:
     """The outputs a yolo4 engine returns, in order, and whether they are the NMS outputs.
 
     Returns:
-        ``(names, nms)``: the four :data:`~yolo4.runtime.nms_params.NMS_OUTPUT_NAMES` (``nms`` True)
+        ``(names, nms)``: the four :data:`~yolo4.nms_params.NMS_OUTPUT_NAMES` (``nms`` True)
         when the engine has them all, else ``["boxes", "scores"]`` (by name, else the two outputs).
 
     Raises:
@@ -331,7 +331,7 @@ class TensorRTBackend(Backend):
 
     Attributes:
         info: :class:`ModelInfo` from the metadata.
-        meta: the :class:`~yolo4.runtime.engine_meta.EngineMeta`.
+        meta: the :class:`~yolo4.engine_meta.EngineMeta`.
         nms, nms_params: the NMS in the engine's graph (None: outputs ``boxes``/``scores``).
         plugins: the plugin libraries loaded for it.
         contexts: execution contexts in use.
