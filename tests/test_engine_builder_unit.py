@@ -657,20 +657,14 @@ def test_plugin_layers_pinned_are_listed(tmp_path):
     assert log == ["DIoU-NMS plugin layer pinned to FP32 (nms_a, nms_b)"]
 
 
-def _calib_set(tmp_path, n=4, batch=1):
-    from yolo4.calib.images import calibration_set
-
-    info = ModelInfo(names=["red", "green", "blue"], input_hw=(64, 64), anchors=[[(10.0, 14.0)]], strides=[32])
-    return calibration_set(str(_calib_dir(tmp_path, n)), info, num_images=n, batch_size=batch, log=Log())
-
-
 def test_qdq_onnx_beside_the_engine(tmp_path):
     pytest.importorskip("onnxruntime.quantization", reason="the Q/DQ quantizer needs onnxruntime")
     src = _deep_onnx(tmp_path / "m.onnx")
-    calib = _calib_set(tmp_path)
+    calib_dir = str(_calib_dir(tmp_path))
     log = Log()
-    out, digest = eb._make_qdq_onnx(src, tmp_path / "m.engine", calib, "percentile", ["/layers.2/conv/Conv"], log)
-    assert out == tmp_path / "m-int8.onnx" and digest == calib.digest()
+    out, calib, digest = eb._make_qdq_onnx(src, tmp_path / "m.engine", calib_dir, 4, "percentile",
+                                           ["/layers.2/conv/Conv"], log)
+    assert out == tmp_path / "m-int8.onnx" and digest == calib.digest() and len(calib.paths) == 4
     model = onnx.load(str(out))
     assert eb.onnx_precision(model) == "int8"
     assert {m.key: m.value for m in model.metadata_props}["calib_method"] == "percentile"
@@ -683,7 +677,8 @@ def test_qdq_onnx_beside_the_engine(tmp_path):
                                             r"\d+ kept float \(percentile calibration on 4 images, .*\)\)", wrote[0])
     assert len(log) > 1  # the quantizer's own lines go to the same log
     same = _small_onnx(tmp_path / "q-int8.onnx")
-    assert _raises(Yolo4Error, eb._make_qdq_onnx, same, tmp_path / "q.engine", calib, "minmax", (), Log()) == (
+    assert _raises(Yolo4Error, eb._make_qdq_onnx, same, tmp_path / "q.engine", calib_dir, 4, "minmax", (),
+                   Log()) == (
         f"{tmp_path / 'q.engine'}: the Q/DQ ONNX would overwrite the input q-int8.onnx: choose another --output")
 
 

@@ -19,6 +19,14 @@ from typing import Any, Callable, Dict, List, Optional
 import typer
 
 from . import __version__
+from .calib.defaults import (
+    DEFAULT_IMPLICIT_METHOD,
+    DEFAULT_LAYOUT,
+    DEFAULT_METHOD,
+    DEFAULT_NUM_IMAGES,
+    DEFAULT_PERCENTILE,
+    DEFAULT_SEED,
+)
 from .errors import Yolo4Error, Yolo4Warning
 
 app = typer.Typer(
@@ -424,10 +432,11 @@ def export(
                               "calibrated on --calib-data with ONNX Runtime): for TensorRT builds, and it "
                               "runs on ONNX Runtime too."),
     calib_data: Optional[str] = typer.Option(None, help=CALIB_DATA_HELP),
-    calib_images: int = typer.Option(500, min=1, help=CALIB_IMAGES_HELP),
-    calib_method: str = typer.Option("minmax", help="activation range calibration: minmax (max |x|, "
-                                     "as NVIDIA Model Optimizer's INT8 default), percentile (99.999th "
-                                     "percentile of |x|) or entropy (ONNX Runtime's KL divergence)."),
+    calib_images: int = typer.Option(DEFAULT_NUM_IMAGES, min=1, help=CALIB_IMAGES_HELP),
+    calib_method: str = typer.Option(DEFAULT_METHOD, help="activation range calibration: minmax (max |x|, "
+                                     "as NVIDIA Model Optimizer's INT8 default), percentile (%gth "
+                                     "percentile of |x|) or entropy (ONNX Runtime's KL divergence)."
+                                     % DEFAULT_PERCENTILE),
     int8_exclude: Optional[List[str]] = typer.Option(None, help="keep these layers in float besides the "
                                                      "defaults (first conv, convs feeding [yolo]): darknet "
                                                      "layer index (12, 12-15) or a glob on ONNX node names. "
@@ -438,14 +447,14 @@ def export(
                                                      "(x100); writes a report beside the output."),
     int8_val_data: Optional[str] = typer.Option(None, help="labelled dataset of the --int8-target-drop "
                                                 "search [default: --calib-data]; its val split."),
-    qdq_layout: str = typer.Option("tensorrt", "--int8-target", "--qdq-layout",
+    qdq_layout: str = typer.Option(DEFAULT_LAYOUT, "--int8-target", "--qdq-layout",
                                    help="the runtime the INT8 model is for, which sets the Q/DQ placement: "
                                    "tensorrt (Q/DQ on Conv inputs, symmetric INT8: what TensorRT fuses, most "
                                    "accurate; slower than FP32 on ONNX Runtime's CPU kernels) or onnxruntime "
                                    "(U8S8 around every Conv, LeakyReLU and max-pool: ~1.8x FP32 speed on "
                                    "ONNX Runtime's CPU kernels, less accurate; TensorRT refuses it). "
                                    "--qdq-layout is the old name."),
-    seed: int = typer.Option(0, help="seed of the calibration image selection."),
+    seed: int = typer.Option(DEFAULT_SEED, help="seed of the calibration image selection."),
     nms: str = typer.Option("none", help="NMS at the end of the graph: none (outputs boxes/scores; NMS runs "
                             "after the model, darknet's DIoU-NMS), plugin (yolo4's DIoUNMS_TRT TensorRT plugin: "
                             "darknet's DIoU-NMS, TensorRT 8.5-11, `yolo4 build-plugin`), efficient "
@@ -602,10 +611,10 @@ def build_engine(
         "build for, e.g. 8.6 (RTX 30xx), 8.9 (RTX 40xx), 7.5 (Turing); repeatable [default: TensorRT for RTX's "
         "targets, 8.0 and later]."),
     calib_data: Optional[str] = typer.Option(None, help=CALIB_DATA_HELP),
-    calib_images: int = typer.Option(500, min=1, help=CALIB_IMAGES_HELP),
+    calib_images: int = typer.Option(DEFAULT_NUM_IMAGES, min=1, help=CALIB_IMAGES_HELP),
     calib_method: Optional[str] = typer.Option(None, help="entropy or minmax (both quantizations), "
-                                               "percentile (explicit only) [default: entropy for implicit, "
-                                               "minmax for explicit]."),
+                                               "percentile (explicit only) [default: %s for implicit, "
+                                               "%s for explicit]." % (DEFAULT_IMPLICIT_METHOD, DEFAULT_METHOD)),
     calib_cache: Optional[Path] = typer.Option(None, help="implicit INT8: TensorRT calibration cache, "
                                                "reused when made for the same model, images, method and "
                                                "TensorRT [default: ENGINE.calib beside the engine]."),

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
+from .calib.defaults import DEFAULT_LAYOUT, DEFAULT_METHOD, DEFAULT_NUM_IMAGES, DEFAULT_SEED
 from .errors import Yolo4Error
 from .fileio import atomic_write_bytes, atomic_write_text, unique_name
 
@@ -527,44 +528,32 @@ def run_eval(data: str, backend, conf: float = 0.001, iou: float = 0.45, max_det
     return metrics
 
 
-def export_int8(fp32_onnx: str, output: str, calib_data: str, calib_images: int = 500,
-                calib_method: str = "percentile", exclude: Sequence[str] = (),
+def export_int8(fp32_onnx: str, output: str, calib_data: str, calib_images: int = DEFAULT_NUM_IMAGES,
+                calib_method: str = DEFAULT_METHOD, exclude: Sequence[str] = (),
                 target_drop: Optional[float] = None, val_data: Optional[str] = None,
-                layout: str = "tensorrt", seed: int = 0, log: Log = print) -> Dict[str, Any]:
+                layout: str = DEFAULT_LAYOUT, seed: int = DEFAULT_SEED, log: Log = print) -> Dict[str, Any]:
     """FP32 export -> Q/DQ INT8 ONNX (``yolo4 export --int8``), then INT8 vs FP32 on the sample images.
 
-    Calibration images come from ``calib_data`` (:func:`yolo4.calib.images.calibration_set`,
-    prepared by the runtime preprocessing at the model's input size); quantization is
-    :func:`yolo4.calib.qdq.quantize_qdq`, or :func:`yolo4.calib.sensitivity.sensitivity_search`
-    when ``target_drop`` is given (report written to ``<output stem>-int8-report.md``).
+    The INT8 job is :func:`yolo4.calib.int8.quantize_int8` (calibration set, ranges, Q/DQ ONNX, and
+    the sensitivity search when ``target_drop`` is given, measured with :func:`onnx_evaluator`; report
+    written to ``<output stem>-int8-report.md``), the one ``yolo4 build-engine --int8`` runs too.
+    Every default is the CLI's, from :mod:`yolo4.calib.defaults`. Behaviour change: ``calib_method``
+    defaulted to ``"percentile"`` here (``minmax`` on the command line); it is ``minmax`` now, so a
+    Python caller gets the INT8 model ``yolo4 export --int8`` writes.
 
     Returns:
         ``{"path", "quantized", "excluded", "report", "agreement"}`` (report/agreement may be None).
 
     Raises:
-        Yolo4Error: as the functions above (bad calibration source, a pattern matching nothing, ...).
+        Yolo4Error: as :func:`yolo4.calib.int8.quantize_int8` (bad calibration source, a pattern
+            matching nothing, ...).
     """
-    from .calib.images import calibration_set
-    from .onnx_facts import read_onnx_facts
+    from .calib.int8 import quantize_int8
 
-    info = read_onnx_facts(fp32_onnx).info
-    cs = calibration_set(calib_data, info, num_images=calib_images, batch_size=8, seed=seed, log=log)
-    report_path = None
-    if target_drop is not None:
-        from .calib.sensitivity import sensitivity_search
-
-        val = val_data or calib_data
-        rep = sensitivity_search(fp32_onnx, output, cs, val, onnx_evaluator(val), target_drop=target_drop,
-                                 method=calib_method, exclude=exclude, layout=layout, log=log)
-        res = rep.result
-        report_path = Path(output).with_name(Path(output).stem + "-int8-report.md")
-        atomic_write_text(report_path, rep.markdown())
-        log("sensitivity report: %s (drop %.2f AP, target %.2f: %s)" % (
-            report_path, rep.drop, target_drop, "met" if rep.met else "NOT met"))
-    else:
-        from .calib.qdq import quantize_qdq
-
-        res = quantize_qdq(fp32_onnx, output, cs, method=calib_method, exclude=exclude, layout=layout, log=log)
+    job = quantize_int8(fp32_onnx, output, calib_data, calib_images=calib_images, calib_method=calib_method,
+                        exclude=exclude, layout=layout, seed=seed, target_drop=target_drop, val_data=val_data,
+                        make_evaluator=onnx_evaluator, log=log)
+    res, report_path = job.result, job.report_path
     log("wrote %s (Q/DQ INT8: %s)" % (res.path, res.summary()))
     agreement = None
     from .runtime.agreement import sample_images

@@ -12,6 +12,11 @@
   (:func:`quantize_qdq`; TensorRT 8.5 - 11 and TensorRT for RTX build it; ONNX Runtime runs it).
 - :mod:`yolo4.calib.sensitivity`: :func:`sensitivity_search`, layers back to float until the mAP drop
   vs FP32 is within a target.
+- :mod:`yolo4.calib.int8`: :func:`quantize_int8`, the whole INT8 job (FP32 ONNX -> calibration set ->
+  ranges -> Q/DQ ONNX, optionally with the sensitivity search) that ``yolo4 export --int8``,
+  :func:`yolo4.pipeline.export_int8` and ``yolo4 build-engine --int8`` (Q/DQ) all run.
+- :mod:`yolo4.calib.defaults`: every INT8 default (images, batch, seed, method, percentile, layout),
+  defined once.
 
 The names above are importable from ``yolo4.calib`` directly; their modules load on first use.
 """
@@ -21,11 +26,14 @@ from typing import Any
 
 _EXPORTS = {
     "CalibrationSet": "images", "calibration_set": "images", "select_images": "images",
-    "DEFAULT_NUM_IMAGES": "images", "MIN_RECOMMENDED_IMAGES": "images", "PREPROCESS_VERSION": "images",
+    "DEFAULT_NUM_IMAGES": "defaults", "MIN_RECOMMENDED_IMAGES": "images", "PREPROCESS_VERSION": "images",
     "CalibrationCache": "cache", "header_for": "cache",
     "make_calibrator": "calibrators", "check_method": "calibrators", "METHODS": "calibrators",
     "quantize_qdq": "qdq", "QdqResult": "qdq", "CALIB_METHODS": "qdq", "QDQ_LAYOUTS": "qdq",
     "sensitivity_search": "sensitivity", "SensitivityReport": "sensitivity",
+    "quantize_int8": "int8", "Int8Result": "int8",
+    "DEFAULT_BATCH_SIZE": "defaults", "DEFAULT_SEED": "defaults", "DEFAULT_METHOD": "defaults",
+    "DEFAULT_IMPLICIT_METHOD": "defaults", "DEFAULT_PERCENTILE": "defaults", "DEFAULT_LAYOUT": "defaults",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -59,6 +59,7 @@ import numpy as np
 from ..data.images import IMAGE_SUFFIXES, imread, is_image_file
 from ..errors import DataError, ImageReadError, Yolo4Error, Yolo4Warning
 from ..model_info import ModelInfo, check_input_size
+from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_NUM_IMAGES, DEFAULT_SEED
 
 __all__ = ["CalibrationSet", "calibration_set", "select_images", "DEFAULT_NUM_IMAGES",
            "MIN_RECOMMENDED_IMAGES", "PREPROCESS_VERSION"]
@@ -66,8 +67,6 @@ __all__ = ["CalibrationSet", "calibration_set", "select_images", "DEFAULT_NUM_IM
 PathLike = Union[str, "os.PathLike[str]"]
 Log = Optional[Callable[[str], Any]]
 
-#: Images calibrated on by default (NVIDIA's suggestion for ImageNet-like tasks; tensorrt_demos uses it).
-DEFAULT_NUM_IMAGES = 500
 #: Fewer calibration images than this give a ``warning: ...`` line.
 MIN_RECOMMENDED_IMAGES = 200
 #: Version of what :func:`yolo4.runtime.preprocess.preprocess` makes of an image, part of
@@ -307,7 +306,7 @@ def _select(cands: _Candidates, num_images: int, seed: int, log: Log) -> List[st
     return [cands.paths[i] for i in chosen]
 
 
-def select_images(source: PathLike, num_images: int = DEFAULT_NUM_IMAGES, seed: int = 0,
+def select_images(source: PathLike, num_images: int = DEFAULT_NUM_IMAGES, seed: int = DEFAULT_SEED,
                   split: str = "train", log: Log = print) -> List[str]:
     """Choose the calibration images of ``source`` (the module docstring gives sources and the rule).
 
@@ -350,7 +349,7 @@ class CalibrationSet:
     """
 
     def __init__(self, paths: Sequence[PathLike], input_hw: Tuple[int, int], letter_box: bool,
-                 batch_size: int = 8, source: Optional[str] = None) -> None:
+                 batch_size: int = DEFAULT_BATCH_SIZE, source: Optional[str] = None) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise Yolo4Error(f"calibration batch size must be a positive integer, got {batch_size!r}")
         if isinstance(letter_box, (bool, np.bool_)):
@@ -367,7 +366,7 @@ class CalibrationSet:
 
     @classmethod
     def from_paths(cls, paths: Sequence[PathLike], info_or_input_hw: Union[ModelInfo, Tuple[int, int]],
-                   letter_box: Optional[bool] = None, batch_size: int = 8,
+                   letter_box: Optional[bool] = None, batch_size: int = DEFAULT_BATCH_SIZE,
                    source: Optional[str] = None) -> "CalibrationSet":
         """A set over an explicit list of images (e.g. the first 64 images of coco128), in that order.
 
@@ -512,7 +511,8 @@ def _read_all(paths: Sequence[str]) -> List[np.ndarray]:
 
 
 def calibration_set(source: PathLike, info: ModelInfo, num_images: int = DEFAULT_NUM_IMAGES,
-                    batch_size: int = 8, seed: int = 0, split: str = "train", log: Log = print) -> CalibrationSet:
+                    batch_size: int = DEFAULT_BATCH_SIZE, seed: int = DEFAULT_SEED, split: str = "train",
+                    log: Log = print) -> CalibrationSet:
     """Choose calibration images from ``source`` (:func:`select_images`) and batch them for ``info``'s
     model (its ``input_hw`` and ``letter_box``).
 

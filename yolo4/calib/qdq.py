@@ -52,20 +52,18 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set,
 
 from ..errors import ModelFileError, Yolo4Error
 from ..onnx_facts import onnx_precision
+from .defaults import DEFAULT_LAYOUT, DEFAULT_METHOD, DEFAULT_PERCENTILE
 
 PathLike = Union[str, "os.PathLike[str]"]
 Log = Callable[[str], Any]
 
-__all__ = ["CALIB_METHODS", "QDQ_LAYOUTS", "DEFAULT_METHOD", "DEFAULT_PERCENTILE", "QdqResult",
+__all__ = ["CALIB_METHODS", "QDQ_LAYOUTS", "DEFAULT_METHOD", "DEFAULT_PERCENTILE", "DEFAULT_LAYOUT", "QdqResult",
            "default_float_nodes", "resolve_exclude", "quantize_qdq", "conv_nodes"]
 
 #: calibration methods of explicit (Q/DQ) quantization
 CALIB_METHODS = ("minmax", "percentile", "entropy")
 #: Q/DQ placements (see the module docstring)
 QDQ_LAYOUTS = ("tensorrt", "onnxruntime")
-DEFAULT_METHOD = "minmax"
-#: percentile of |activation| kept by the ``percentile`` method
-DEFAULT_PERCENTILE = 99.999
 
 _ORT_OPS = ["Conv", "LeakyRelu", "MaxPool"]
 _LAYER_RE = re.compile(r"^(\d+)(?:-(\d+))?$")
@@ -256,7 +254,7 @@ def _ort_options(layout: str, ops: Sequence[str], method: str, percentile: float
 
 
 def quantize_qdq(onnx_in: PathLike, onnx_out: PathLike, calib_set, method: str = DEFAULT_METHOD,
-                 exclude: Sequence[str] = (), keep_float_default: bool = True, layout: str = "tensorrt",
+                 exclude: Sequence[str] = (), keep_float_default: bool = True, layout: str = DEFAULT_LAYOUT,
                  percentile: float = DEFAULT_PERCENTILE, calibration_cache: Optional[PathLike] = None,
                  exclude_nodes: Sequence[str] = (), log: Log = print) -> QdqResult:
     """Write a Q/DQ INT8 ONNX of a yolo4 FP32 export.

@@ -29,6 +29,8 @@ from typing import Dict, Sequence, Tuple, Union
 
 import numpy as np
 
+from .defaults import DEFAULT_PERCENTILE
+
 PathLike = Union[str, "os.PathLike[str]"]
 Ranges = Dict[str, Tuple[float, float]]
 
@@ -54,7 +56,7 @@ def _session(onnx_path: PathLike, op_types: Sequence[str], work: Path):
 
 
 def activation_ranges(onnx_path: PathLike, calib_set, op_types: Sequence[str], method: str = "percentile",
-                      symmetric: bool = True, percentile: float = 99.999, num_bins: int = DEFAULT_NUM_BINS,
+                      symmetric: bool = True, percentile: float = DEFAULT_PERCENTILE, num_bins: int = DEFAULT_NUM_BINS,
                       progress: bool = True) -> Ranges:
     """Calibrated ``(low, high)`` per activation tensor (float, the model's units).
 

@@ -30,7 +30,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from .qdq import DEFAULT_METHOD, DEFAULT_PERCENTILE, QdqResult, quantize_qdq
+from .defaults import DEFAULT_LAYOUT, DEFAULT_METHOD, DEFAULT_PERCENTILE
+from .qdq import QdqResult, quantize_qdq
 
 PathLike = Union[str, "os.PathLike[str]"]
 Log = Callable[[str], Any]
@@ -112,7 +113,7 @@ def _scores(path: PathLike, x: np.ndarray) -> np.ndarray:
 
 def sensitivity_search(onnx_in: PathLike, onnx_out: PathLike, calib_set, val_data: str, evaluate: Evaluate,
                        target_drop: float = 1.0, val_split: str = "val", method: str = DEFAULT_METHOD,
-                       exclude: Sequence[str] = (), layout: str = "tensorrt",
+                       exclude: Sequence[str] = (), layout: str = DEFAULT_LAYOUT,
                        percentile: float = DEFAULT_PERCENTILE, probe_images: int = 8,
                        max_steps: Optional[int] = None, log: Log = print) -> SensitivityReport:
     """Quantize ``onnx_in`` to ``onnx_out`` (Q/DQ INT8), returning layers to float until the mAP drop

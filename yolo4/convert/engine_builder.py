@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .. import __version__
+from ..calib.defaults import DEFAULT_IMPLICIT_METHOD, DEFAULT_METHOD, DEFAULT_NUM_IMAGES
 from ..engine_meta import AHEAD_OF_TIME, EngineMeta, cuda_device, write_engine_meta
 from ..errors import ModelFileError, Yolo4Error
 from ..fileio import atomic_write_bytes, check_writable_file
@@ -65,8 +66,8 @@ DEFAULT_BATCH = (1, 4, 8)
 CALIB_METHODS = ("entropy", "minmax", "percentile")
 #: default calibration method per quantization (TensorRT's recommendation for CNNs; the Q/DQ
 #: quantizer's measured best on yolov4-tiny, :mod:`yolo4.calib.qdq`)
-DEFAULT_CALIB_METHOD = {"implicit": "entropy", "explicit": "minmax"}  # explicit: yolo4.calib.qdq.DEFAULT_METHOD
-DEFAULT_CALIB_IMAGES = 500
+DEFAULT_CALIB_METHOD = {"implicit": DEFAULT_IMPLICIT_METHOD, "explicit": DEFAULT_METHOD}
+DEFAULT_CALIB_IMAGES = DEFAULT_NUM_IMAGES  # the name this module exported; defined in yolo4.calib.defaults
 
 
 # ------------------------------------------------------------------------------------------------
@@ -268,7 +269,7 @@ def build_engine(onnx_path: PathLike, output: PathLike, fp16: bool = False, int8
             defaults (Ampere and later).
         calib_data: calibration images: a dataset (name, YAML, COCO json, folder), an image folder, a
             glob or a ``.txt`` list (:func:`yolo4.calib.images.calibration_set`).
-        calib_images: number of calibration images (default 500).
+        calib_images: number of calibration images (default :data:`yolo4.calib.defaults.DEFAULT_NUM_IMAGES`).
         calib_method: ``entropy`` / ``minmax`` (implicit or explicit) / ``percentile`` (explicit only);
             None = ``entropy`` (implicit) / ``minmax`` (explicit).
         calib_cache: implicit INT8: the calibration cache file; None = ``<output>.calib``.
@@ -361,15 +362,15 @@ def build_engine(onnx_path: PathLike, output: PathLike, fp16: bool = False, int8
     calib_digest = ""
     if plan.convert == "fp16":
         built_onnx = _make_fp16_onnx(onnx_p, out, say)
-    elif plan.convert == "qdq" or plan.calibrator:
+    elif plan.convert == "qdq":
+        built_onnx, calib_set, calib_digest = _make_qdq_onnx(onnx_p, out, str(calib_data), calib_images, method,
+                                                             int8_exclude, say)
+    elif plan.calibrator:
         from ..calib.images import calibration_set
 
         calib_set = calibration_set(str(calib_data), facts.info, num_images=calib_images,
-                                    batch_size=shapes["opt"][0], log=say)
-        if plan.convert == "qdq":
-            built_onnx, calib_digest = _make_qdq_onnx(onnx_p, out, calib_set, method, int8_exclude, say)
-        else:
-            calib_digest = calib_set.digest()  # reads every image once (also the cache's key)
+                                    batch_size=shapes["opt"][0], log=say)  # the calibration profile's batch
+        calib_digest = calib_set.digest()  # reads every image once (also the cache's key)
 
     # -- TensorRT ------------------------------------------------------------------------------------
     progress = _Progress(say, progress_stream)
@@ -642,20 +643,23 @@ def _make_fp16_onnx(onnx_p: Path, out: Path, say: Log) -> Path:
     return target
 
 
-def _make_qdq_onnx(onnx_p: Path, out: Path, calib_set: Any, method: str, exclude: Sequence[str],
-                   say: Log) -> Tuple[Path, str]:
-    """Explicit INT8: the Q/DQ ONNX made by :func:`yolo4.calib.qdq.quantize_qdq`, beside the engine;
-    returns its path and the calibration set's digest."""
-    from ..calib.qdq import quantize_qdq
+def _make_qdq_onnx(onnx_p: Path, out: Path, calib_data: str, calib_images: int, method: str,
+                   exclude: Sequence[str], say: Log) -> Tuple[Path, Any, str]:
+    """Explicit INT8: the Q/DQ ONNX made by :func:`yolo4.calib.int8.quantize_int8` (what ``yolo4 export
+    --int8`` runs, with its defaults for everything the builder does not set), beside the engine;
+    returns its path, the calibration set and its digest."""
+    from ..calib.int8 import quantize_int8
 
     target = _sibling(out, "-int8.onnx")
     if target.resolve() == onnx_p.resolve():
         raise Yolo4Error(f"the Q/DQ ONNX would overwrite the input {onnx_p.name}: choose another --output", out)
-    res = quantize_qdq(onnx_p, target, calib_set, method=method, exclude=tuple(exclude), log=say)
+    job = quantize_int8(onnx_p, target, calib_data, calib_images=calib_images, calib_method=method,
+                        exclude=tuple(exclude), log=say)
+    res = job.result
     summary = getattr(res, "summary", None)
     say("Q/DQ INT8 ONNX: wrote %s%s" % (res.path, " (%s)" % summary() if callable(summary) else ""))
-    digest = getattr(res, "calib_digest", "") or calib_set.digest()
-    return Path(os.fspath(res.path)), str(digest)
+    digest = getattr(res, "calib_digest", "") or job.calib_set.digest()
+    return Path(os.fspath(res.path)), job.calib_set, str(digest)
 
 
 def _implicit_calibrator(api: compat.TrtApi, facts: OnnxFacts, network: Any, config: Any, profile: Any,

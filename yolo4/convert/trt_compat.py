@@ -318,7 +318,7 @@ class PrecisionPlan:
         precision: the engine's precision, ``fp32`` / ``fp16`` / ``int8``.
         quantization: ``none`` / ``implicit`` (calibrator) / ``explicit`` (Q/DQ).
         convert: None, ``"fp16"`` (make an FP16 ONNX first: :mod:`yolo4.convert.fp16`) or ``"qdq"``
-            (make a Q/DQ ONNX first: :func:`yolo4.calib.qdq.quantize_qdq`).
+            (make a Q/DQ ONNX first: :func:`yolo4.calib.int8.quantize_int8`).
         strongly_typed: build a strongly typed network.
         fp16_flag: set ``BuilderFlag.FP16`` (weak typing).
         int8_flag: set ``BuilderFlag.INT8`` (weak typing).
