@@ -1,6 +1,7 @@
 """The `yolo4` command as users run it: a real subprocess, exit codes, one-line errors, outputs."""
 
 import json
+import re
 
 import pytest
 
@@ -14,6 +15,46 @@ def test_help_states_units_and_defaults(cmd):
     assert "pixels" in p.stdout
     if cmd in ("infer", "eval"):
         assert "default: 0.45" in p.stdout  # NMS threshold default shown
+
+
+#: every command with --batch and what one batch is there (its unit first)
+BATCH_MEANINGS = {"train": "images per optimizer step", "export": "images per forward pass, fixed in the ONNX",
+                  "build-engine": "images per forward pass, the optimization profile's MIN,OPT,MAX",
+                  "infer": "frames (or images) per inference call", "eval": "images per forward pass",
+                  "benchmark": "images per forward pass, one or more comma-separated"}
+
+
+def _option_help(help_text: str, option: str) -> str:
+    """The help of ``option`` in a click ``--help`` page, its wrapped lines joined."""
+    parts, keep = [], False
+    for line in help_text.splitlines():
+        if line.startswith("  -"):  # "  --name METAVAR  help..." (the help may start on the next line)
+            keep = line.split()[0] == option
+            line = "".join(re.split(r" {2,}", line.strip(), maxsplit=1)[1:])
+        if keep:
+            parts.append(line)
+    return " ".join(" ".join(parts).split())
+
+
+def test_every_batch_option_is_in_the_help_pattern_list():
+    import typer
+
+    from yolo4.cli import app
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    with_batch = {name for name, cmd in commands.items() if any("--batch" in p.opts for p in cmd.params)}
+    assert with_batch == set(BATCH_MEANINGS)
+
+
+@pytest.mark.parametrize("cmd", sorted(BATCH_MEANINGS))
+def test_batch_help_follows_one_pattern(cmd):
+    """``--batch`` means one thing per command, said the same way: ``batch size: <unit> per <what>
+    [default: ...]``."""
+    p = run_cli(cmd, "--help")
+    assert p.returncode == 0, p.stderr
+    text = _option_help(p.stdout, "--batch")
+    assert re.match(r"batch size: (images|frames) ", text), text
+    assert text.startswith("batch size: " + BATCH_MEANINGS[cmd]), text
+    assert re.search(r"\[default: [^\]]+\]", text), text
 
 
 def test_top_level_help_and_version():

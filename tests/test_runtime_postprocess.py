@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import yolo4.runtime.postprocess as pp
+from yolo4.errors import Yolo4DeprecationWarning
 from yolo4.runtime.postprocess import (
     Detections,
     NmsParams,
@@ -595,7 +596,7 @@ def test_integer_boxes_are_computed_in_float():
 
 
 def test_diou_nms_defaults_are_darknets():
-    """iou_thresh 0.45 and beta 0.6. Shift 2 of a 10x10 box: DIoU .582 > .45, suppressed. Shift 3: IoU
+    """iou_threshold 0.45 and beta 0.6. Shift 2 of a 10x10 box: DIoU .582 > .45, suppressed. Shift 3: IoU
     70/130 = .538; d^2 = 9, c^2 = 13^2 + 10^2 = 269: (9/269)^.6 = .130: DIoU .408 <= .45, kept (with
     beta 1.6 it would be .538 - .0044 = .534 and suppressed)."""
     assert diou_nms([[0, 0, 10, 10], [2, 0, 12, 10]], [0.9, 0.8]).tolist() == [0]
@@ -603,6 +604,26 @@ def test_diou_nms_defaults_are_darknets():
     assert pairwise_diou(shift3[:1], shift3[1:], 0.6)[0, 0] == pytest.approx(70 / 130 - (9 / 269) ** 0.6)
     assert diou_nms(shift3, [0.9, 0.8]).tolist() == [0, 1]
     assert diou_nms(shift3, [0.9, 0.8], beta=1.6).tolist() == [0]
+
+
+def test_diou_nms_iou_threshold_keyword_and_its_old_name():
+    """``iou_threshold`` (``NmsParams``' name) is the keyword; ``iou_thresh`` still works for one release
+    with one Yolo4DeprecationWarning naming the new keyword; both at once is a TypeError."""
+    shift2 = [[0, 0, 10, 10], [2, 0, 12, 10]]  # IoU 80/120 = .667
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert diou_nms(shift2, [0.9, 0.8], iou_threshold=0.7, beta=None).tolist() == [0, 1]
+        assert diou_nms(shift2, [0.9, 0.8], 0.6, None).tolist() == [0]  # positional: unchanged
+    with pytest.warns(Yolo4DeprecationWarning, match=r"iou_thresh= is renamed iou_threshold=") as rec:
+        assert diou_nms(shift2, [0.9, 0.8], iou_thresh=0.7, beta=None).tolist() == [0, 1]
+    assert len(rec) == 1 and issubclass(rec[0].category, DeprecationWarning)
+    assert rec[0].filename == __file__  # points at the caller's line
+    with pytest.raises(TypeError, match=r"both iou_threshold and its old name iou_thresh="):
+        diou_nms(shift2, [0.9, 0.8], iou_threshold=0.7, iou_thresh=0.7)
+    with pytest.raises(TypeError, match=r"both iou_threshold and its old name iou_thresh="):
+        diou_nms(shift2, [0.9, 0.8], 0.7, iou_thresh=0.7)
+    with pytest.raises(TypeError, match="iou_treshold"):  # a misspelling is still an error
+        diou_nms(shift2, [0.9, 0.8], iou_treshold=0.7)
 
 
 def test_diou_nms_output_ties_keep_the_lower_index_first():

@@ -10,11 +10,12 @@ Ctrl-C ends with ``aborted`` and exit status 130; finished outputs are never lef
 """
 
 import functools
+import inspect
 import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import typer
 
@@ -28,6 +29,9 @@ from .calib.defaults import (
     DEFAULT_SEED,
 )
 from .errors import Yolo4Error, Yolo4Warning
+
+if TYPE_CHECKING:
+    from .pipeline import ModelSource
 
 app = typer.Typer(
     add_completion=False,
@@ -130,6 +134,48 @@ def _command(func: Callable[..., Any]) -> Callable[..., Any]:
             warnings.showwarning = _default_showwarning
 
     return wrapper
+
+
+#: --model's help per model form it may be
+_MODEL_SUFFIXES = {"onnx": ".onnx (as --onnx)", "engine": ".engine/.plan (--engine)",
+                   "checkpoint": ".pt/.pth (--checkpoint)", "cfg": ".cfg (--cfg, with --weights)"}
+MODEL_HELP = ("model file, its form from the suffix: %s, or a known model name (e.g. yolov4-tiny); the "
+              "options below name one form each.")
+
+#: the options that name the model and how it runs, declared once for infer, eval, benchmark and export
+_MODEL_OPTIONS = (("model", str, MODEL_HELP), ("cfg", str, CFG_HELP), ("weights", str, WEIGHTS_HELP),
+                  ("checkpoint", str, CKPT_HELP), ("onnx", str, ONNX_HELP), ("engine", str, ENGINE_HELP),
+                  ("backend", str, BACKEND_HELP), ("names", str, NAMES_HELP), ("img_size", int, IMG_HELP))
+
+
+def _model_options(without: Tuple[str, ...] = (), forms: Optional[Tuple[str, ...]] = None):
+    """Give a command the model options of :data:`_MODEL_OPTIONS` (less ``without``) in place of its
+    ``model`` parameter, which receives them as one :class:`yolo4.pipeline.ModelSource`, resolved
+    (two model options, an unknown suffix, a form not in ``forms``: one line, before the command runs)."""
+    suffixes = ", ".join(text for form, text in _MODEL_SUFFIXES.items() if forms is None or form in forms)
+    specs = [(name, kind, help_ % suffixes if name == "model" else help_)
+             for name, kind, help_ in _MODEL_OPTIONS if name not in without]
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        sig = inspect.signature(func)
+        params = list(sig.parameters.values())
+        at = [p.name for p in params].index("model")
+        added = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[kind],
+                                   default=typer.Option(None, help=help_)) for name, kind, help_ in specs]
+        params[at:at + 1] = added
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            from .pipeline import ModelSource
+
+            src = ModelSource(**{name: kwargs.pop(name) for name, _, _ in specs})
+            return func(*args, model=src.resolve(forms), **kwargs)
+
+        wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]  # typer reads it
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        return wrapper
+
+    return decorate
 
 
 def _hyp_cfg(cfg: str, overrides: Dict[str, float], out: Path) -> str:
@@ -247,7 +293,8 @@ def train(
                                           "when the dataset's class count differs from the cfg's."),
     epochs: Optional[int] = typer.Option(None, min=0, help="number of passes over the training split "
                                          "[default: 10]; 0 with --preview: write the preview and stop."),
-    batch: Optional[int] = typer.Option(None, min=1, help="images per optimizer step [default: 8]."),
+    batch: Optional[int] = typer.Option(None, min=1, help="batch size: images per optimizer step "
+                                        "[default: 8]."),
     img_size: Optional[int] = typer.Option(None, help="network input size in pixels, square, multiple of "
                                            "32 [default: the cfg's [net] width/height]."),
     output_dir: Optional[Path] = typer.Option(None, help="where last.pt, best.pt, best.weights, best.cfg, "
@@ -275,8 +322,8 @@ def train(
                                            "chain (plain autograd) [default: darknet]."),
     iou_normalizer_scale: Optional[float] = typer.Option(None, help="multiplies every [yolo] iou_normalizer "
                                                          "(the box-loss weight; --set iou_normalizer=X is "
-                                                         "multiplied too) [default: 2 for a new class list "
-                                                         "(re-made heads), else 1]."),
+                                                         "multiplied too) [default: 15/7 for a new class list "
+                                                         "(re-made heads; yolov4-tiny's 0.07 -> 0.15), else 1]."),
     policy: Optional[str] = typer.Option(None, help="learning-rate policy after darknet's burn-in: cosine, "
                                          "steps (the cfg's steps/scales at the same fractions of this run "
                                          "as of max_batches), sgdr (the cfg's sgdr_cycle/sgdr_mult, same "
@@ -411,18 +458,16 @@ def train(
 
 @app.command()
 @_command
+@_model_options(without=("onnx", "engine", "backend"), forms=("cfg", "checkpoint"))
 def export(
     output: Path = typer.Option(..., "--output", "-o", help="file to write: MODEL.onnx, or with --format "
                                 "darknet MODEL.weights (+ MODEL.cfg and MODEL.names beside it)."),
     export_format: str = typer.Option("onnx", "--format", help="onnx, or darknet (.cfg + .weights + .names, as "
                                "darknet, OpenCV DNN, tkDNN and DeepStream read them; [net] width/height = "
                                "--img-size)."),
-    cfg: Optional[str] = typer.Option(None, help=CFG_HELP),
-    weights: Optional[str] = typer.Option(None, help=WEIGHTS_HELP),
-    checkpoint: Optional[str] = typer.Option(None, help=CKPT_HELP),
-    names: Optional[str] = typer.Option(None, help=NAMES_HELP),
-    img_size: Optional[int] = typer.Option(None, help=IMG_HELP),
-    batch: Optional[int] = typer.Option(None, min=1, help="fixed batch size [default: dynamic batch]."),
+    model: "ModelSource" = None,  # --model, --cfg, --weights, ...: declared once, in _model_options
+    batch: Optional[int] = typer.Option(None, min=1, help="batch size: images per forward pass, fixed in "
+                                         "the ONNX [default: dynamic, any batch at run time]."),
     fp16: bool = typer.Option(False, "--fp16", help="FP16 weights and compute, float32 inputs/outputs "
                               "(for TensorRT strongly typed builds)."),
     no_simplify: bool = typer.Option(False, "--no-simplify", help="skip onnxsim."),
@@ -479,8 +524,6 @@ def export(
     With --format darknet: MODEL.cfg + MODEL.weights + MODEL.names for darknet, OpenCV DNN, tkDNN, DeepStream."""
     from .convert import export_onnx
     from .fileio import check_writable_file, sibling_temp
-    from .model_info import check_input_size
-    from .pipeline import load_torch_model, warn_generic_names
 
     fmt = export_format.strip().lower()
     if fmt not in ("onnx", "darknet"):
@@ -488,20 +531,15 @@ def export(
     nms_fields = {k: v for k, v in (("score_threshold", conf), ("iou_threshold", iou), ("max_output_boxes", max_det),
                                      ("top_k", top_k)) if v is not None}
     if fmt == "darknet":
-        _export_darknet(output, cfg, weights, checkpoint, names, img_size, {
+        _export_darknet(output, model, {
             "--fp16": fp16, "--int8": int8, "--batch": batch, "--nms": nms != "none", "--no-simplify": no_simplify,
             "--calib-data": calib_data, "--conf/--iou/--max-det/--top-k": nms_fields})
         return
     _check_nms_options(nms, nms_fields)
     check_writable_file(output, "ONNX output")
-    if img_size is not None:
-        check_input_size(img_size)
     if int8:
         _check_int8_options(fp16, calib_data, calib_method, qdq_layout)
-    module = load_torch_model(cfg, weights, checkpoint, names, log=_log)
-    info = module.model_info()
-    warn_generic_names(info, _log)
-    hw = module.check_input_size(img_size if img_size is not None else info.input_hw, "--img-size")
+    module, info, hw = model.load_torch(_log)
     nms_params = None
     if nms != "none":
         from .convert.nms_export import check_nms_request
@@ -537,13 +575,10 @@ def export(
         "fp16" if fp16 else "fp32", "" if nms == "none" else ", NMS: " + nms))
 
 
-def _export_darknet(output: Path, cfg: Optional[str], weights: Optional[str], checkpoint: Optional[str],
-                    names: Optional[str], img_size: Optional[int], onnx_only: Dict[str, Any]) -> None:
+def _export_darknet(output: Path, model: "ModelSource", onnx_only: Dict[str, Any]) -> None:
     """``export --format darknet``: .cfg + .weights + .names (ONNX-only options are a usage error)."""
     from .convert.darknet_export import darknet_paths, export_darknet
     from .fileio import check_writable_file
-    from .model_info import check_input_size
-    from .pipeline import load_torch_model, warn_generic_names
 
     given = [k for k, v in onnx_only.items() if v]
     if given:
@@ -551,12 +586,7 @@ def _export_darknet(output: Path, cfg: Optional[str], weights: Optional[str], ch
                                  param_hint="--format")
     for path, what in zip(darknet_paths(output), ("darknet weights", "darknet cfg", "class names")):
         check_writable_file(path, what)
-    if img_size is not None:
-        check_input_size(img_size)
-    module = load_torch_model(cfg, weights, checkpoint, names, log=_log)
-    info = module.model_info()
-    warn_generic_names(info, _log)
-    hw = module.check_input_size(img_size if img_size is not None else info.input_hw, "--img-size")
+    module, info, hw = model.load_torch(_log)
     res = export_darknet(module, output, input_hw=hw)
     typer.echo("wrote %s, %s, %s (%d classes, %dx%d)" % (res.weights, res.cfg, res.names, info.num_classes,
                                                          hw[1], hw[0]))
@@ -622,8 +652,9 @@ def build_engine(
                                      "TensorRT 8.5-10.x), explicit (a Q/DQ ONNX, written as "
                                      "ENGINE_STEM-int8.onnx beside the engine) or auto (implicit below "
                                      "TensorRT 11, explicit on 11 and TensorRT for RTX)."),
-    batch: Optional[str] = typer.Option(None, metavar="MIN,OPT,MAX", help="batch sizes of the optimization "
-                                        "profile (OPT is also the calibration batch) [default: 1,4,8 for a "
+    batch: Optional[str] = typer.Option(None, metavar="MIN,OPT,MAX", help="batch size: images per "
+                                        "forward pass, the optimization profile's MIN,OPT,MAX (tuned for "
+                                        "OPT, also the calibration batch) [default: 1,4,8 for a "
                                         "dynamic-batch ONNX; a fixed-batch ONNX uses its batch]."),
     workspace: Optional[int] = typer.Option(None, min=1, metavar="MIB", help="builder workspace memory "
                                             "limit in MiB [default: TensorRT's, the GPU's memory; 1024 on a "
@@ -718,18 +749,12 @@ def build_plugin(
 
 @app.command()
 @_command
+@_model_options()
 def infer(
     sources: List[str] = typer.Argument(..., metavar="SOURCES...", help="images, folders, globs, video files, "
                                         "a camera index (0), a stream URL (rtsp://..., http(s)://...) or a "
                                         "GStreamer pipeline in quotes ('nvarguscamerasrc ! ... ! appsink')."),
-    cfg: Optional[str] = typer.Option(None, help=CFG_HELP),
-    weights: Optional[str] = typer.Option(None, help=WEIGHTS_HELP),
-    checkpoint: Optional[str] = typer.Option(None, help=CKPT_HELP),
-    onnx: Optional[str] = typer.Option(None, help=ONNX_HELP),
-    engine: Optional[str] = typer.Option(None, help=ENGINE_HELP),
-    backend: Optional[str] = typer.Option(None, help=BACKEND_HELP),
-    names: Optional[str] = typer.Option(None, help=NAMES_HELP),
-    img_size: Optional[int] = typer.Option(None, help=IMG_HELP),
+    model: "ModelSource" = None,  # --model, --cfg, --weights, ...: declared once, in _model_options
     conf: float = typer.Option(0.25, min=0.0, max=1.0, help="score threshold (objectness x class "
                                "probability, 0..1)."),
     iou: float = typer.Option(0.45, min=0.0, max=1.0, help="NMS threshold, 0..1 (DIoU for nms_kind=greedynms)."),
@@ -741,7 +766,8 @@ def infer(
     save_json: Optional[Path] = typer.Option(None, help="write detections as JSON (bbox_xyxy in "
                                              "original-image pixels)."),
     threads: Optional[int] = typer.Option(None, min=1, help="ONNX Runtime threads [default: physical cores]."),
-    batch: int = typer.Option(1, min=1, help="frames (or images) per inference call, across sources."),
+    batch: int = typer.Option(1, min=1, help="batch size: frames (or images) per inference "
+                               "call, across sources."),
     vid_stride: int = typer.Option(1, min=1, help="process every N-th frame of videos, cameras and streams "
                                    "(frames)."),
     show: bool = typer.Option(False, "--show", help="show annotated frames in a window when a display "
@@ -759,17 +785,16 @@ def infer(
     """Detect objects in images, folders, globs, videos, cameras, streams or GStreamer pipelines; prints a
     table, writes annotated media (Ctrl-C finishes the outputs written so far and exits 130)."""
     from .fileio import check_writable_file
-    from .pipeline import open_backend, run_infer
+    from .pipeline import run_infer
 
-    preprocess = _check_preprocess(preprocess, engine)
+    preprocess = _check_preprocess(preprocess, model.engine)
     out_dir = None if no_save else _run_dir(output_dir, "runs/infer", exist_ok)
     if save_json:
         check_writable_file(save_json, "JSON output")
     if save_jsonl:
         check_writable_file(save_jsonl, "JSON lines output")
-    be = open_backend(backend, cfg, weights, checkpoint, onnx, img_size, names, threads, log=_log,
-                      engine=engine, contexts=contexts, cuda_graph=cuda_graph)
-    results = run_infer(sources, be, conf=conf, iou=iou, max_det=max_det,
+    be = model.open(threads, log=_log, contexts=contexts, cuda_graph=cuda_graph)
+    results = run_infer(sources, be, conf=conf, iou_threshold=iou, max_det=max_det,
                         output_dir=str(out_dir) if out_dir is not None else None,
                         save_json=str(save_json) if save_json else None, log=_log, batch=batch,
                         vid_stride=vid_stride, show=show, save_jsonl=str(save_jsonl) if save_jsonl else None,
@@ -790,17 +815,11 @@ def infer(
 
 @app.command(name="eval")
 @_command
+@_model_options()
 def eval_(
     data: str = typer.Option(..., help="dataset: YAML, COCO json, VOC folder or known name (coco128, "
                              "raccoon, chess)."),
-    cfg: Optional[str] = typer.Option(None, help=CFG_HELP),
-    weights: Optional[str] = typer.Option(None, help=WEIGHTS_HELP),
-    checkpoint: Optional[str] = typer.Option(None, help=CKPT_HELP),
-    onnx: Optional[str] = typer.Option(None, help=ONNX_HELP),
-    engine: Optional[str] = typer.Option(None, help=ENGINE_HELP),
-    backend: Optional[str] = typer.Option(None, help=BACKEND_HELP),
-    names: Optional[str] = typer.Option(None, help=NAMES_HELP),
-    img_size: Optional[int] = typer.Option(None, help=IMG_HELP),
+    model: "ModelSource" = None,  # --model, --cfg, --weights, ...: declared once, in _model_options
     conf: float = typer.Option(0.001, min=0.0, max=1.0, help="score threshold of the detections scored, "
                                "0..1 (low, so the precision/recall curve is complete)."),
     iou: float = typer.Option(0.45, min=0.0, max=1.0, help="NMS threshold, 0..1."),
@@ -808,7 +827,7 @@ def eval_(
                                   "and recall (at IoU 0.5), 0..1."),
     match_names: bool = typer.Option(False, "--match-names", help="map the model's classes to the "
                                      "dataset's by name (other order, or a subset of the model's classes)."),
-    batch: int = typer.Option(8, min=1, help="images per forward pass."),
+    batch: int = typer.Option(8, min=1, help="batch size: images per forward pass."),
     split: str = typer.Option("val", help="dataset split to evaluate (train, val, test)."),
     save_json: Optional[Path] = typer.Option(None, help="write the metrics as JSON."),
     threads: Optional[int] = typer.Option(None, min=1, help="ONNX Runtime threads [default: physical cores]."),
@@ -819,14 +838,13 @@ def eval_(
     """COCO mAP@[.5:.95] and mAP@.5 (pycocotools) on a labelled dataset, with per-class AP,
     precision and recall."""
     from .fileio import check_writable_file
-    from .pipeline import open_backend, run_eval
+    from .pipeline import run_eval
 
-    preprocess = _check_preprocess(preprocess, engine)
+    preprocess = _check_preprocess(preprocess, model.engine)
     if save_json:
         check_writable_file(save_json, "JSON output")
-    be = open_backend(backend, cfg, weights, checkpoint, onnx, img_size, names, threads, log=_log,
-                      engine=engine, contexts=contexts, cuda_graph=cuda_graph)
-    m = run_eval(data, be, conf=conf, iou=iou, batch=batch, split=split, match_names=match_names,
+    be = model.open(threads, log=_log, contexts=contexts, cuda_graph=cuda_graph)
+    m = run_eval(data, be, conf=conf, iou_threshold=iou, batch=batch, split=split, match_names=match_names,
                  pr_conf=pr_conf, save_json=str(save_json) if save_json else None, log=_log,
                  preprocess_on=preprocess)
     summary = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items() if k != "per_class"}
@@ -838,17 +856,12 @@ def eval_(
 
 @app.command()
 @_command
+@_model_options(without=("names",))
 def benchmark(
-    cfg: Optional[str] = typer.Option(None, help=CFG_HELP),
-    weights: Optional[str] = typer.Option(None, help=WEIGHTS_HELP),
-    checkpoint: Optional[str] = typer.Option(None, help=CKPT_HELP),
-    onnx: Optional[str] = typer.Option(None, help=ONNX_HELP),
-    engine: Optional[str] = typer.Option(None, help=ENGINE_HELP),
-    backend: Optional[str] = typer.Option(None, help=BACKEND_HELP),
-    img_size: Optional[int] = typer.Option(None, help=IMG_HELP),
-    batch: str = typer.Option("1", metavar="B1,B2,...", help="batch sizes to measure, images per forward "
-                              "pass, comma-separated (e.g. 1,4,8); a fixed-batch model is measured at its "
-                              "own batch only."),
+    model: "ModelSource" = None,  # --model, --cfg, --weights, ...: declared once, in _model_options
+    batch: str = typer.Option("1", metavar="B1,B2,...", help="batch size: images per forward pass, "
+                              "one or more comma-separated, each measured (e.g. 1,4,8); a fixed-batch "
+                              "model is measured at its own batch only."),
     iterations: int = typer.Option(50, min=1, help="timed iterations per batch size (each one batch)."),
     warmup: int = typer.Option(5, min=0, help="untimed warm-up iterations per batch size before them."),
     end_to_end: bool = typer.Option(False, "--end-to-end", help="time JPEG decoding + preprocessing + "
@@ -866,18 +879,16 @@ def benchmark(
     """Latency (mean, p50, p90, p99 in ms per batch) and throughput (images/s) per batch size:
     the backend's forward pass, or with --end-to-end JPEG decoding to detections."""
     from .fileio import atomic_write_text, check_writable_file
-    from .pipeline import open_backend
     from .runtime.benchmark import format_device, format_table, parse_batches, run_benchmark
 
     try:
         batches = parse_batches(batch)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--batch") from None
-    preprocess = _check_preprocess(preprocess, engine)
+    preprocess = _check_preprocess(preprocess, model.engine)
     if json_path is not None:
         check_writable_file(json_path, "JSON output")
-    be = open_backend(backend, cfg, weights, checkpoint, onnx, img_size, None, threads, log=_log, engine=engine,
-                      contexts=contexts, cuda_graph=cuda_graph)
+    be = model.open(threads, log=_log, contexts=contexts, cuda_graph=cuda_graph)
     with be:
         res = run_benchmark(be, batches, iterations=iterations, warmup=warmup, end_to_end=end_to_end,
                             images=str(images) if images is not None else None, threads=threads, log=_log,

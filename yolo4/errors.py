@@ -5,8 +5,11 @@ image, a bad label) is raised as a :class:`Yolo4Error` subclass whose message is
 the file (and line). The CLI prints ``error: <message>`` and exits with status 2, no traceback.
 """
 
+import functools
+import inspect
 import os
-from typing import Optional, Union
+import warnings
+from typing import Any, Callable, Optional, TypeVar, Union, cast
 
 
 class Yolo4Error(Exception):
@@ -73,3 +76,43 @@ class Yolo4Warning(UserWarning):
 class CfgWarning(Yolo4Warning):
     """A darknet cfg line that is accepted but suspicious: an unknown or repeated key (darknet prints
     "Unused field"). The message names the file and line."""
+
+
+class Yolo4DeprecationWarning(DeprecationWarning):
+    """A name of the Python API that still works but goes in the next release (a renamed keyword);
+    the message names the new one."""
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def renamed_keywords(**old_to_new: str) -> Callable[[_F], _F]:
+    """Keep a renamed keyword working for one release: ``@renamed_keywords(iou="iou_threshold")``.
+
+    A call with the old keyword runs as with the new one and emits one
+    :class:`Yolo4DeprecationWarning` naming the new keyword (at the caller's line). A call that passes
+    both (the new one by keyword or by position) raises TypeError naming both.
+    """
+
+    def decorate(func: _F) -> _F:
+        params = list(inspect.signature(func).parameters.values())
+        position = {p.name: i for i, p in enumerate(params)
+                    if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)}
+        name = getattr(func, "__qualname__", getattr(func, "__name__", "function"))
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for old, new in old_to_new.items():
+                if old not in kwargs:
+                    continue
+                if new in kwargs or position.get(new, len(args)) < len(args):
+                    raise TypeError("%s() got both %s and its old name %s=; pass %s= only"
+                                    % (name, new, old, new))
+                warnings.warn("%s(): the keyword %s= is renamed %s=; %s= goes in the next release"
+                              % (name, old, new, old), Yolo4DeprecationWarning, stacklevel=2)
+                kwargs[new] = kwargs.pop(old)
+            return func(*args, **kwargs)
+
+        return cast(_F, wrapper)
+
+    return decorate

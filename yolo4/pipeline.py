@@ -6,11 +6,12 @@ torch and onnx are imported only when the chosen model form needs them.
 
 import json
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .calib.defaults import DEFAULT_LAYOUT, DEFAULT_METHOD, DEFAULT_NUM_IMAGES, DEFAULT_SEED
-from .errors import Yolo4Error
+from .errors import CfgError, ModelFileError, WeightsError, Yolo4Error, renamed_keywords
 from .fileio import atomic_write_bytes, atomic_write_text, unique_name
 
 Log = Callable[[str], Any]
@@ -56,28 +57,127 @@ def load_torch_model(cfg: Optional[str] = None, weights: Optional[str] = None,
 _FORM_NAMES = {"onnx": "an ONNX model", "cfg": "a darknet cfg", "checkpoint": "a yolo4 checkpoint (.pt)",
                "engine": "a TensorRT engine"}
 
+#: the options that name a model, in the order a conflict names them: (field, option)
+_MODEL_OPTIONS = (("model", "--model"), ("cfg", "--cfg"), ("checkpoint", "--checkpoint"), ("onnx", "--onnx"),
+                  ("engine", "--engine"))
+#: every model form, the default of :meth:`ModelSource.resolve`
+ALL_FORMS = ("cfg", "checkpoint", "onnx", "engine")
+#: a model file (or a cfg's weights file) that is not there: (error class, message)
+_NOT_FOUND = {"cfg": (CfgError, "cfg file not found"), "weights": (WeightsError, "weights file not found"),
+              "checkpoint": (WeightsError, "checkpoint file not found"),
+              "onnx": (ModelFileError, "ONNX model file not found"),
+              "engine": (ModelFileError, "engine not found")}
 
-def _model_form(cfg: Optional[str], checkpoint: Optional[str], onnx: Optional[str],
-                engine: Optional[str] = None) -> Tuple[str, str]:
-    """``(form, path)`` of the one model given; the file suffix must agree with the option."""
-    from .runtime.backends import model_form
 
-    given = [(opt, v) for opt, v in (("--cfg", cfg), ("--checkpoint", checkpoint), ("--onnx", onnx),
-                                     ("--engine", engine)) if v is not None]
-    if not given:
-        raise Yolo4Error("give a model: --cfg (with --weights), --checkpoint, --onnx or --engine")
-    if len(given) > 1:
-        raise Yolo4Error("give one model, not %s" % " and ".join(opt for opt, _ in given))
-    opt, value = given[0]
-    expected = {"--cfg": "cfg", "--checkpoint": "checkpoint", "--onnx": "onnx", "--engine": "engine"}[opt]
-    if opt == "--cfg" and not os.path.splitext(value)[1]:
-        return "cfg", value  # a known model name (yolov4-tiny)
-    if os.path.splitext(value)[1].lower() == ".weights":
-        raise Yolo4Error(f"{opt} got a darknet .weights file: give it as --weights, with its --cfg", value)
-    form = model_form(value)
-    if form != expected:
-        raise Yolo4Error(f"{opt} expects {_FORM_NAMES[expected]}, got {_FORM_NAMES[form]}", value)
-    return form, value
+def _is_path(value: str) -> bool:
+    """A file path rather than a known model name (``yolov4-tiny``): it has a folder or a suffix."""
+    return "/" in value or os.sep in value or bool(os.path.splitext(value)[1])
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What names the model of ``yolo4 infer / eval / benchmark / export`` and :func:`open_backend`.
+
+    One of ``model`` (a file whose suffix gives the form, :data:`yolo4.runtime.backends.MODEL_FORMS`:
+    .onnx, .engine/.plan, .pt/.pth, .cfg; a name without a suffix is a known darknet model, as
+    ``cfg``), ``cfg`` (a path or known name, with ``weights``), ``checkpoint``, ``onnx`` or ``engine``;
+    and how it runs: ``backend``, ``names``, ``img_size``. :meth:`resolve` moves ``model`` to the field
+    of its form and sets ``form``, so ``ModelSource(model="x.onnx").resolve() ==
+    ModelSource(onnx="x.onnx").resolve()``.
+    """
+
+    model: Optional[str] = None
+    cfg: Optional[str] = None
+    weights: Optional[str] = None
+    checkpoint: Optional[str] = None
+    onnx: Optional[str] = None
+    engine: Optional[str] = None
+    backend: Optional[str] = None
+    names: Optional[str] = None
+    img_size: Optional[int] = None
+    #: set by :meth:`resolve`: cfg, checkpoint, onnx or engine (the field that holds the model)
+    form: Optional[str] = None
+
+    @property
+    def path(self) -> str:
+        """The model's path (or a cfg's known name), once resolved."""
+        src = self.resolve()
+        return getattr(src, src.form)
+
+    def resolve(self, forms: Optional[Sequence[str]] = None) -> "ModelSource":
+        """This source with its one model in the field of its form (``form`` set); looks at no file.
+
+        Raises:
+            Yolo4Error (one line): no model; two model options (naming both); a ``.weights`` file or a
+                suffix that is no model form (naming the file); an option given another form's file; a
+                form not in ``forms`` (the forms the caller takes; default :data:`ALL_FORMS`).
+        """
+        forms = forms or ALL_FORMS
+        if self.form is not None:
+            given = [(dict(_MODEL_OPTIONS)[self.form], getattr(self, self.form))]
+        else:
+            given = [(opt, getattr(self, f)) for f, opt in _MODEL_OPTIONS if getattr(self, f) is not None]
+        if not given:
+            opts = ["--model FILE"] + ["--cfg (with --weights)" if f == "cfg" else "--" + f for f in forms]
+            raise Yolo4Error("give a model: %s or %s" % (", ".join(opts[:-1]), opts[-1]))
+        if len(given) > 1:
+            raise Yolo4Error("give one model, not %s" % " and ".join(opt for opt, _ in given))
+        opt, value = given[0]
+        suffix = os.path.splitext(value)[1].lower()
+        if suffix == ".weights":
+            raise Yolo4Error(f"{opt} got a darknet .weights file: give it as --weights, with its --cfg",
+                             value)
+        if opt in ("--model", "--cfg") and not suffix:
+            form = "cfg"  # a known model name (yolov4-tiny)
+        else:
+            from .runtime.backends import model_form
+
+            form = model_form(value)  # an unknown suffix: one line naming the file and the known ones
+            if opt != "--model" and form != opt[2:]:
+                raise Yolo4Error(f"{opt} expects {_FORM_NAMES[opt[2:]]}, got {_FORM_NAMES[form]}", value)
+        if form not in forms:
+            raise Yolo4Error("%s got %s: give %s" % (opt, _FORM_NAMES[form],
+                                                     " or ".join(_FORM_NAMES[f] for f in forms)), value)
+        return self if self.form is not None else replace(self, model=None, form=form, **{form: value})
+
+    def check(self) -> None:
+        """The checks that look at the model: ``img_size`` in range, the model file there (and a cfg's
+        weights file; known names are resolved when loading). Raises Yolo4Error naming the file."""
+        from .model_info import check_input_size
+
+        src = self.resolve()
+        if src.img_size is not None:
+            check_input_size(src.img_size)
+        files = [(src.form, src.path)]
+        if src.form == "cfg" and src.weights:
+            files.append(("weights", src.weights))
+        for kind, p in files:
+            if (kind not in ("cfg", "weights") or _is_path(p)) and not os.path.exists(p):
+                error, message = _NOT_FOUND[kind]
+                raise error(message, p)
+
+    def open(self, threads: Optional[int] = None, log: Log = print, contexts: Optional[int] = None,
+             cuda_graph: bool = False):
+        """The backend that runs this model: :func:`open_backend` (see it for the arguments)."""
+        return open_backend(self.backend, self.cfg, self.weights, self.checkpoint, self.onnx, self.img_size,
+                            self.names, threads, log=log, engine=self.engine, contexts=contexts,
+                            cuda_graph=cuda_graph, model=self.model)
+
+    def load_torch(self, log: Log = print) -> Tuple[Any, Any, Tuple[int, int]]:
+        """The PyTorch model of a cfg or checkpoint (:func:`load_torch_model`), after :meth:`check`:
+        ``(module, its ModelInfo, input (h, w))``; one warning when its class names are generic."""
+        src = self.resolve(("cfg", "checkpoint"))
+        src.check()
+        return _torch_model(src, log)
+
+
+def _torch_model(src: ModelSource, log: Log) -> Tuple[Any, Any, Tuple[int, int]]:
+    """:meth:`ModelSource.load_torch` without the checks (:func:`open_backend` made them)."""
+    module = load_torch_model(src.cfg, src.weights, src.checkpoint, src.names, log=log)
+    info = module.model_info()
+    hw = module.check_input_size(src.img_size if src.img_size is not None else info.input_hw, "--img-size")
+    warn_generic_names(info, log)
+    return module, info, hw
 
 
 def warn_generic_names(info, log: Log) -> None:
@@ -94,12 +194,14 @@ def open_backend(backend: Optional[str] = None, cfg: Optional[str] = None, weigh
                  checkpoint: Optional[str] = None, onnx: Optional[str] = None,
                  img_size: Optional[int] = None, names: Optional[str] = None,
                  threads: Optional[int] = None, log: Log = print, engine: Optional[str] = None,
-                 contexts: Optional[int] = None, cuda_graph: bool = False):
+                 contexts: Optional[int] = None, cuda_graph: bool = False, model: Optional[str] = None):
     """Open any model form as a :class:`yolo4.runtime.backends.base.Backend`.
 
-    The backend is chosen from the model form (:func:`yolo4.runtime.backends.model_form`) unless
-    named: ``--onnx`` runs on ONNX Runtime; a cfg/weights or a checkpoint runs on ``onnxruntime``
-    (default, through an ONNX file exported once into the cache) or on ``torch`` directly.
+    The model is named as in :class:`ModelSource` (``model`` takes its form from the suffix; the
+    others are its older spellings). The backend is chosen from the model form
+    (:func:`yolo4.runtime.backends.model_form`) unless named: ``--onnx`` runs on ONNX Runtime; a
+    cfg/weights or a checkpoint runs on ``onnxruntime`` (default, through an ONNX file exported once
+    into the cache) or on ``torch`` directly.
 
     Args:
         backend: ``onnxruntime``, ``torch``, or None for the model form's default.
@@ -111,24 +213,25 @@ def open_backend(backend: Optional[str] = None, cfg: Optional[str] = None, weigh
         contexts, cuda_graph: TensorRT engines only: execution contexts to pipeline over (default:
             2 where the engine allows) and CUDA-graph capture
             (:class:`~yolo4.runtime.backends.tensorrt_backend.TensorRTBackend`).
+        model: a model file of any form (``.onnx``, ``.engine``/``.plan``, ``.pt``/``.pth``, ``.cfg``)
+            or a known model name; instead of ``cfg``, ``checkpoint``, ``onnx`` or ``engine``.
 
     Raises:
         Yolo4Error (one line) for unknown backends, a backend that cannot run the model form, missing
         files, an ONNX model without yolo4 metadata, names of the wrong count.
     """
     from .data.names import resolve_names
-    from .model_info import check_input_size
     from .runtime.backends import BACKENDS, backends_for, canonical_kind, create_backend, default_backend
 
-    form, path = _model_form(cfg, checkpoint, onnx, engine)
+    src = ModelSource(model, cfg, weights, checkpoint, onnx, engine, backend, names, img_size).resolve()
+    form, path = src.form, src.path
     kinds = backends_for(form)
     kind = default_backend(form) if backend is None else canonical_kind(backend)
     if kind not in kinds:
         if kind not in BACKENDS and kind not in kinds:
             raise Yolo4Error("unknown backend %r: choose one of %s" % (backend, ", ".join(sorted(BACKENDS))))
         raise Yolo4Error("%s runs on --backend %s, not %r" % (_FORM_NAMES[form], " or ".join(kinds), backend))
-    if img_size is not None:
-        check_input_size(img_size)  # early, before any loading; the stride is checked again below
+    src.check()  # early, before any loading; the stride is checked again below
     name_list = resolve_names(names) if names is not None else None
     if form == "engine":
         return _open_engine(kind, path, log, contexts=contexts, cuda_graph=cuda_graph)
@@ -146,10 +249,7 @@ def open_backend(backend: Optional[str] = None, cfg: Optional[str] = None, weigh
             be.info.names = name_list
         warn_generic_names(be.info, log)
         return be
-    module = load_torch_model(cfg if form == "cfg" else None, weights, checkpoint, names, log=log)
-    info = module.model_info()
-    hw = module.check_input_size(img_size if img_size is not None else info.input_hw, "--img-size")
-    warn_generic_names(info, log)
+    module, info, hw = _torch_model(src, log)
     if kind == "torch":
         return create_backend("torch", module=module, input_hw=hw)
     from .convert import export_cached
@@ -182,7 +282,8 @@ def detections_to_json(det, names: Sequence[str]) -> List[Dict[str, Any]]:
     return out
 
 
-def run_infer(sources: Sequence[str], backend, conf: float = 0.25, iou: float = 0.45,
+@renamed_keywords(iou="iou_threshold")
+def run_infer(sources: Sequence[str], backend, conf: float = 0.25, iou_threshold: float = 0.45,
               max_det: int = 300, output_dir: Optional[str] = "runs/infer",
               save_json: Optional[str] = None, batch: int = 1, progress: bool = True,
               log: Log = print, vid_stride: int = 1, show: bool = False, save_jsonl: Optional[str] = None,
@@ -203,7 +304,8 @@ def run_infer(sources: Sequence[str], backend, conf: float = 0.25, iou: float = 
     Args:
         sources: see :func:`yolo4.runtime.sources.iter_sources`; also GStreamer pipeline strings.
         backend: a :class:`~yolo4.runtime.backends.base.Backend`.
-        conf, iou, max_det: score threshold, NMS threshold (0..1), detections per image.
+        conf, iou_threshold, max_det: score threshold, NMS IoU threshold (0..1; ``iou=``, its old
+            name, still works for one release, with a deprecation warning), detections per image.
         output_dir: folder for annotated media; None = none written.
         save_json: write the returned list as one JSON file at the end.
         batch: frames per :meth:`Detector.detect` call (>= 1).
@@ -247,7 +349,7 @@ def run_infer(sources: Sequence[str], backend, conf: float = 0.25, iou: float = 
         raise ValueError("batch and vid_stride must be >= 1, reconnect >= 0")
     names = backend.info.names
     detector = Detector(backend, batch_size=batch, preprocess_on=preprocess_on, score_threshold=conf,
-                        iou_threshold=iou, max_output_boxes=max_det)
+                        iou_threshold=iou_threshold, max_output_boxes=max_det)
     results: List[Dict[str, Any]] = []
     writers: Dict[str, Any] = {}
     outputs: Dict[str, Path] = {}
@@ -484,7 +586,8 @@ def class_mapping(dataset_names: Sequence[str], model_names: Sequence[str], by_n
                      % (len(ds), len(mo), ", ".join(repr(n) for n in only_ds[:5]) or "none", hint), source)
 
 
-def run_eval(data: str, backend, conf: float = 0.001, iou: float = 0.45, max_det: int = 300,
+@renamed_keywords(iou="iou_threshold")
+def run_eval(data: str, backend, conf: float = 0.001, iou_threshold: float = 0.45, max_det: int = 300,
              batch: int = 8, split: str = "val", save_json: Optional[str] = None,
              match_names: bool = False, pr_conf: float = 0.25, progress: bool = True,
              log: Log = print, preprocess_on: str = "cpu") -> Dict[str, Any]:
@@ -494,8 +597,9 @@ def run_eval(data: str, backend, conf: float = 0.001, iou: float = 0.45, max_det
     name instead). Logs the per-class table (instances, P, R, AP50, AP50-95) and the speed line.
 
     Returns the metrics dict of :func:`yolo4.runtime.coco_eval.evaluate` plus ``data``, ``split``,
-    ``conf``, ``iou``, ``input_hw`` and ``speed_ms`` (per image: preprocess, inference, nms); also
-    written to ``save_json``.
+    ``conf``, ``iou`` (``iou_threshold``), ``input_hw`` and ``speed_ms`` (per image: preprocess,
+    inference, nms); also written to ``save_json``. ``iou=``, the old name of ``iou_threshold``,
+    still works for one release, with a deprecation warning.
     """
     import numpy as np
 
@@ -508,7 +612,7 @@ def run_eval(data: str, backend, conf: float = 0.001, iou: float = 0.45, max_det
     ds.report_warnings(log, split, limit=20)
     mapping = class_mapping(ds.names, backend.info.names, by_name=match_names, source=str(data), log=log)
     detector = Detector(backend, batch_size=batch, preprocess_on=preprocess_on, score_threshold=conf,
-                        iou_threshold=iou, max_output_boxes=max_det)
+                        iou_threshold=iou_threshold, max_output_boxes=max_det)
     preds = predict_split(detector, ds, batch_size=batch, progress=progress, log=log)
     if mapping is not None:
         lut = np.asarray(mapping, np.int64)
@@ -520,7 +624,7 @@ def run_eval(data: str, backend, conf: float = 0.001, iou: float = 0.45, max_det
     for line in format_per_class(metrics):
         log(line)
     log(detector.timings.summary(backend.info.input_hw))
-    metrics.update({"data": str(data), "split": split, "conf": conf, "iou": iou,
+    metrics.update({"data": str(data), "split": split, "conf": conf, "iou": iou_threshold,
                     "input_hw": list(backend.info.input_hw),
                     "speed_ms": {k: round(v, 3) for k, v in detector.timings.per_image_ms().items()}})
     if save_json:

@@ -8,7 +8,7 @@ Semantics follow AlexeyAB darknet (commit 59596d78):
   implied, since ``P(c) <= 1``.)
 * NMS (src/box.c ``diounms_sort`` / ``do_nms_sort``): per class, candidates sorted by score
   descending; a kept box ``i`` suppresses every later box ``j`` of the class with
-  ``IoU(i, j) - (d^2 / c^2) ** beta > iou_thresh``, ``d`` = distance between the box centres, ``c``
+  ``IoU(i, j) - (d^2 / c^2) ** beta > iou_threshold``, ``d`` = distance between the box centres, ``c``
   = diagonal of the smallest box enclosing both (no penalty when ``c == 0``; ``IoU = 0`` when the
   intersection or union is 0, as ``box_iou``). ``nms_kind`` selects the penalty exponent exactly as
   darknet does (see :func:`effective_beta`): ``greedynms`` -> ``box_diou``, whose exponent is
@@ -45,6 +45,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..errors import renamed_keywords
 from ..nms_params import DEFAULT_MAX_CANDIDATES, GREEDY_NMS_BETA, NMS_KINDS, NmsParams, effective_beta
 
 __all__ = ["Detections", "NmsParams", "NMS_KINDS", "DEFAULT_MAX_CANDIDATES", "NMS_BLOCK", "CANDIDATE_BUDGET",
@@ -125,20 +126,20 @@ def pairwise_diou(a: np.ndarray, b: np.ndarray, beta: Optional[float]) -> np.nda
     return iou - _diou_penalty(a[:, None, :], b[None, :, :], beta)
 
 
-def _suppresses(a: np.ndarray, b: np.ndarray, iou_thresh: float, beta: Optional[float]) -> np.ndarray:
-    """``[P, Q] bool``: ``pairwise_diou(a, b, beta) > iou_thresh``, computing the penalty sparsely.
+def _suppresses(a: np.ndarray, b: np.ndarray, iou_threshold: float, beta: Optional[float]) -> np.ndarray:
+    """``[P, Q] bool``: ``pairwise_diou(a, b, beta) > iou_threshold``, computing the penalty sparsely.
 
-    The penalty is >= 0, so only pairs with ``IoU > iou_thresh`` can pass (when the threshold is >= 0).
+    The penalty is >= 0, so only pairs with ``IoU > iou_threshold`` can pass (when the threshold is >= 0).
     """
     iou = _iou_dense(a, b)
-    over = iou > iou_thresh
+    over = iou > iou_threshold
     if beta is None:
         return over
-    if iou_thresh < 0:
-        return pairwise_diou(a, b, beta) > iou_thresh
+    if iou_threshold < 0:
+        return pairwise_diou(a, b, beta) > iou_threshold
     i, j = np.nonzero(over)
     if i.size:
-        over[i, j] = iou[i, j] - _diou_penalty(a[i], b[j], beta) > iou_thresh
+        over[i, j] = iou[i, j] - _diou_penalty(a[i], b[j], beta) > iou_threshold
     return over
 
 
@@ -146,7 +147,8 @@ def _suppresses(a: np.ndarray, b: np.ndarray, iou_thresh: float, beta: Optional[
 PAIR_BUDGET = 4_000_000
 
 
-def _greedy_pairs(boxes: np.ndarray, groups: np.ndarray, iou_thresh: float, beta: Optional[float]) -> np.ndarray:
+def _greedy_pairs(boxes: np.ndarray, groups: np.ndarray, iou_threshold: float,
+                  beta: Optional[float]) -> np.ndarray:
     """Greedy NMS on whole groups (sorted by group, then score): only same-group pairs ``i < j`` are
     evaluated (per-class groups are small; the dense blocks of :func:`_greedy_dense` are mostly
     cross-group waste), then the fixed point ``keep[j] = not any(keep[i] for edges i -> j)``."""
@@ -169,10 +171,10 @@ def _greedy_pairs(boxes: np.ndarray, groups: np.ndarray, iou_thresh: float, beta
     area = (x2 - x1) * (y2 - y1)
     union = area[i] + area[j] - inter
     iou = np.divide(inter, union, out=np.zeros_like(inter), where=union != 0)
-    over = iou > iou_thresh
+    over = iou > iou_threshold
     if beta is not None:
         k = np.flatnonzero(over)
-        over[k] = iou[k] - _diou_penalty(boxes[i[k]], boxes[j[k]], beta) > iou_thresh
+        over[k] = iou[k] - _diou_penalty(boxes[i[k]], boxes[j[k]], beta) > iou_threshold
     ei, ej = i[over], j[over]
     for _ in range(n + 1):  # converges in <= n steps (see the module docstring)
         sup = np.zeros(n, bool)
@@ -183,7 +185,7 @@ def _greedy_pairs(boxes: np.ndarray, groups: np.ndarray, iou_thresh: float, beta
     return keep
 
 
-def _greedy_sorted(boxes: np.ndarray, groups: np.ndarray, iou_thresh: float, beta: Optional[float],
+def _greedy_sorted(boxes: np.ndarray, groups: np.ndarray, iou_threshold: float, beta: Optional[float],
                    block: Optional[int] = None) -> np.ndarray:
     """Greedy NMS on candidates sorted by (group ascending, score descending): runs of whole groups
     with at most :data:`PAIR_BUDGET` same-group pairs go to :func:`_greedy_pairs`; a larger group
@@ -193,8 +195,8 @@ def _greedy_sorted(boxes: np.ndarray, groups: np.ndarray, iou_thresh: float, bet
         ``[K] bool`` keep mask.
     """
     k_total = boxes.shape[0]
-    if k_total == 0 or iou_thresh < 0:
-        return _greedy_dense(boxes, groups, iou_thresh, beta, block)
+    if k_total == 0 or iou_threshold < 0:
+        return _greedy_dense(boxes, groups, iou_threshold, beta, block)
     keep = np.zeros(k_total, bool)
     bounds = np.flatnonzero(np.diff(groups)) + 1
     starts = np.concatenate([[0], bounds])
@@ -204,7 +206,7 @@ def _greedy_sorted(boxes: np.ndarray, groups: np.ndarray, iou_thresh: float, bet
     while s < starts.size:
         if pairs[s] > PAIR_BUDGET:
             keep[starts[s]:ends[s]] = _greedy_dense(boxes[starts[s]:ends[s]], groups[starts[s]:ends[s]],
-                                                    iou_thresh, beta, block)
+                                                    iou_threshold, beta, block)
             s += 1
             continue
         e, acc = s, 0
@@ -212,12 +214,12 @@ def _greedy_sorted(boxes: np.ndarray, groups: np.ndarray, iou_thresh: float, bet
             acc += pairs[e]
             e += 1
         keep[starts[s]:ends[e - 1]] = _greedy_pairs(boxes[starts[s]:ends[e - 1]], groups[starts[s]:ends[e - 1]],
-                                                    iou_thresh, beta)
+                                                    iou_threshold, beta)
         s = e
     return keep
 
 
-def _greedy_dense(boxes: np.ndarray, groups: np.ndarray, iou_thresh: float, beta: Optional[float],
+def _greedy_dense(boxes: np.ndarray, groups: np.ndarray, iou_threshold: float, beta: Optional[float],
                   block: Optional[int] = None) -> np.ndarray:
     """Greedy NMS on candidates already sorted by (group ascending, score descending).
 
@@ -244,10 +246,10 @@ def _greedy_dense(boxes: np.ndarray, groups: np.ndarray, iou_thresh: float, beta
             prev = np.flatnonzero(keep[p0:s]) + p0
             cols = np.flatnonzero(gg == gg[0])
             for c in range(0, prev.size, block):
-                over = _suppresses(boxes[prev[c:c + block]], bb[cols], iou_thresh, beta)
+                over = _suppresses(boxes[prev[c:c + block]], bb[cols], iou_threshold, beta)
                 alive[cols[over.any(axis=0)]] = False
         n = e - s
-        m = _suppresses(bb, bb, iou_thresh, beta)
+        m = _suppresses(bb, bb, iou_threshold, beta)
         m &= gg[:, None] == gg[None, :]
         m &= np.triu(np.ones((n, n), bool), k=1)
         kb = alive.copy()  # invariant kb <= alive: suppressed boxes never suppress
@@ -260,7 +262,8 @@ def _greedy_dense(boxes: np.ndarray, groups: np.ndarray, iou_thresh: float, beta
     return keep
 
 
-def diou_nms(boxes: np.ndarray, scores: np.ndarray, iou_thresh: float = 0.45, beta: Optional[float] = 0.6,
+@renamed_keywords(iou_thresh="iou_threshold")
+def diou_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.45, beta: Optional[float] = 0.6,
              groups: Optional[np.ndarray] = None) -> np.ndarray:
     """Reference greedy (DIoU-)NMS, darknet src/box.c ``diounms_sort`` for one class.
 
@@ -270,8 +273,9 @@ def diou_nms(boxes: np.ndarray, scores: np.ndarray, iou_thresh: float = 0.45, be
         boxes: ``[K, 4]`` x1, y1, x2, y2; any unit, but darknet normalizes by the image width and
             height (see the module docstring) and the DIoU penalty depends on that choice.
         scores: ``[K]`` scores; higher first, ties keep the lower index first.
-        iou_thresh: box ``j`` is suppressed by a kept, higher-scored box ``i`` when
-            ``IoU(i, j) - (d^2 / c^2) ** beta > iou_thresh``.
+        iou_threshold: box ``j`` is suppressed by a kept, higher-scored box ``i`` when
+            ``IoU(i, j) - (d^2 / c^2) ** beta > iou_threshold`` (``NmsParams.iou_threshold``; the
+            old keyword ``iou_thresh`` still works, with a deprecation warning, for one release).
         beta: DIoU exponent (0.6 darknet; 1.0 the DIoU paper's R_DIoU), None = plain IoU NMS.
         groups: optional ``[K]`` integer group (class) ids; boxes only suppress within a group.
 
@@ -284,7 +288,7 @@ def diou_nms(boxes: np.ndarray, scores: np.ndarray, iou_thresh: float = 0.45, be
         raise ValueError(f"boxes {boxes.shape} and scores {scores.shape} differ in length")
     g = np.zeros(scores.shape[0], np.int64) if groups is None else np.asarray(groups, np.int64).reshape(-1)
     order = np.lexsort((-scores.astype(np.float64), g))  # stable: by group, then score desc
-    keep = _greedy_sorted(boxes[order], g[order], float(iou_thresh), beta)
+    keep = _greedy_sorted(boxes[order], g[order], float(iou_threshold), beta)
     kept = order[keep]
     return kept[np.argsort(-scores[kept].astype(np.float64), kind="stable")].astype(np.int64)
 
@@ -348,7 +352,7 @@ def postprocess(boxes: np.ndarray, scores: np.ndarray, params: NmsParams = NmsPa
 
 
 def _postprocess_chunk(boxes: np.ndarray, scores: np.ndarray, mask: np.ndarray, norm: np.ndarray,
-                       iou_thresh: float, beta: Optional[float], agnostic: bool, max_det: int,
+                       iou_threshold: float, beta: Optional[float], agnostic: bool, max_det: int,
                        max_candidates: int) -> List[Detections]:
     """:func:`postprocess` on a few images at once; ``mask`` = ``scores > conf``, ``norm [B, 2]``."""
     num_images, _, num_classes = scores.shape
@@ -372,7 +376,7 @@ def _postprocess_chunk(boxes: np.ndarray, scores: np.ndarray, mask: np.ndarray, 
     if not agnostic:
         groups = groups + c_idx
     order = np.lexsort((-cand_scores, groups))
-    keep = _greedy_sorted(nb[order], groups[order], iou_thresh, beta)
+    keep = _greedy_sorted(nb[order], groups[order], iou_threshold, beta)
     kept = order[keep]
 
     # per image: score descending, at most max_det
