@@ -165,12 +165,12 @@ def test_default_recipe_new_classes_and_same_classes(interrupted, tmp_path, monk
     """The default learning rate, weight average and box weight: darknet's per-image rate (the cfg's
     learning_rate 0.00261 for batch 64, x batch/64), an EMA and the cfg's iou_normalizer when the
     model keeps its classes; a new class list (raccoon: the heads re-made) trains every layer at the
-    cfg's learning_rate per step, whatever the batch, without the average, with twice the cfg's
+    cfg's learning_rate per step, whatever the batch, without the average, with 15/7 of the cfg's
     iou_normalizer (measured in the README, *Fine-tuning defaults*)."""
     new = read_checkpoint(interrupted["full"] / "last.pt")
     assert new["train_args"]["lr"] == pytest.approx(0.00261, rel=1e-9)
     assert new["train_args"]["head_lr_scale"] == 1.0 and new["train_args"]["ema_tau"] == 0.0 and new["ema"] is None
-    assert new["train_args"]["iou_normalizer_scale"] == 2.0
+    assert new["train_args"]["iou_normalizer_scale"] == pytest.approx(15 / 7, rel=1e-12)
     norms = _record_iou_normalizers(monkeypatch)
     logs = []
     kw = dict(interrupted["kw"], data="coco128", epochs=1, max_images=3)
@@ -181,10 +181,10 @@ def test_default_recipe_new_classes_and_same_classes(interrupted, tmp_path, monk
     assert same["train_args"]["iou_normalizer_scale"] == 1.0
     assert any("lr 0.000122344 (" in line for line in logs)
     assert not any("iou_normalizer" in line for line in logs)
-    # a new class list: yolov4-tiny.cfg's iou_normalizer=0.07 on both [yolo] layers, x2, said in the log
+    # a new class list: yolov4-tiny.cfg's iou_normalizer=0.07 on both [yolo] layers, x15/7, said in the log
     logs.clear()
     train(output_dir=tmp_path / "new", log=logs.append, **dict(interrupted["kw"], epochs=1, max_images=3))
-    assert any(", iou_normalizer 0.07 x2 = 0.14" in line for line in logs), logs
+    assert any(", iou_normalizer 0.07 x2.14286 = 0.15" in line for line in logs), logs
     # an explicit --lr is the rate of every layer; a new class list still trains without the average;
     # an explicit scale is the run's
     train(output_dir=tmp_path / "lr", log=lambda s: None,
@@ -192,7 +192,7 @@ def test_default_recipe_new_classes_and_same_classes(interrupted, tmp_path, monk
     given = read_checkpoint(tmp_path / "lr" / "last.pt")["train_args"]
     assert given["lr"] == 0.001 and given["head_lr_scale"] == 1.0 and given["ema_tau"] == 0.0
     assert given["iou_normalizer_scale"] == 1.0
-    assert norms == [[0.07, 0.07], [pytest.approx(0.14)] * 2, [0.07, 0.07]]
+    assert norms == [[0.07, 0.07], [pytest.approx(0.15)] * 2, [0.07, 0.07]]
 
 
 def test_resume_of_a_run_that_predates_the_box_scale_keeps_the_cfgs_iou_normalizer(interrupted, tmp_path,
@@ -218,7 +218,7 @@ def test_resume_of_a_run_that_predates_the_box_scale_keeps_the_cfgs_iou_normaliz
     (dict(lr=0.01), r"--lr 0.01 conflicts with .* \(lr 0.00261\)"),
     (dict(seed=1), r"--seed 1 conflicts with .* \(seed 0\)"),
     (dict(data="chess"), r"--data chess conflicts with .* \(data raccoon\)"),
-    (dict(iou_normalizer_scale=1.0), r"--iou-normalizer-scale 1 conflicts with .* \(iou-normalizer-scale 2\)"),
+    (dict(iou_normalizer_scale=1.0), r"--iou-normalizer-scale 1 conflicts with .* \(iou-normalizer-scale 2.14286\)"),
 ])
 def test_resume_refuses_an_option_that_changes_the_run(interrupted, tmp_path, given, message):
     out = _copy_run(interrupted["stopped"], tmp_path / "run")

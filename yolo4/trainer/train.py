@@ -29,8 +29,8 @@ the fine-tune has to learn:
 - a new class list (heads re-made from pretrained weights): the cfg's ``learning_rate`` per step
   for every layer (0.00261 for yolov4-tiny at any batch; at batch 64 darknet's own rate), no
   weight average, as darknet trains a custom model (the new heads start from nothing and the
-  body has to move with them), and the box term at twice the cfg's ``iou_normalizer``
-  (``iou_normalizer_scale``; yolov4-tiny: 0.07 -> 0.14): a short fine-tune localises better with it
+  body has to move with them), and the box term at 15/7 of the cfg's ``iou_normalizer``
+  (``iou_normalizer_scale``; yolov4-tiny: 0.07 -> 0.15): a short fine-tune localises better with it
   (the raccoon / chess table below), darknet's value being tuned for runs of 500k+ iterations.
 
 ``best.pt`` and every validation use an EMA of the weights (:mod:`.ema`, horizon and ramp 10 % of the
@@ -148,7 +148,7 @@ GRAD_CLIP = 10.0
 NOMINAL_BATCH = 64
 #: a new class list (re-made heads) trains the box term at this multiple of the cfg's ``iou_normalizer``
 #: (measured in the module docstring; ``iou_normalizer_scale=1`` trains the cfg's value)
-NEW_CLASS_IOU_NORMALIZER_SCALE = 2.0
+NEW_CLASS_IOU_NORMALIZER_SCALE = 0.15 / 0.07     # yolov4-tiny's and yolov4's 0.07 -> 0.15
 #: keep batch norm in eval mode in new runs from pretrained weights (running statistics used and not
 #: updated; scales and shifts still trained). Off: measured less stable, see the module docstring
 FREEZE_BN = False
@@ -260,7 +260,7 @@ def _option(key: str, value: Any) -> str:
 
 
 def _iou_scale_note(scale: float, yolo_layers) -> str:
-    """``, iou_normalizer 0.07 x2 = 0.14`` for the log line (empty at x1)."""
+    """``, iou_normalizer 0.07 x2.14286 = 0.15`` for the log line (empty at x1)."""
     if scale == 1.0:
         return ""
     cfg_values = sorted({float(yl.spec.iou_normalizer) for yl in yolo_layers})
@@ -555,7 +555,7 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
         box_grad: ``darknet`` (darknet's box-gradient scale, default) or ``chain`` (plain autograd),
             see :class:`yolo4.trainer.loss.YoloLoss`.
         iou_normalizer_scale: multiplies every ``[yolo]`` layer's ``iou_normalizer`` (the box term's
-            weight) for this run; a number > 0. Default: :data:`NEW_CLASS_IOU_NORMALIZER_SCALE` (2) for
+            weight) for this run; a number > 0. Default: :data:`NEW_CLASS_IOU_NORMALIZER_SCALE` (15/7) for
             a new class list (re-made heads), 1 (the cfg's value) when the model keeps its classes or
             resumes a run that predates the key. Measured in the module docstring.
         policy: learning-rate policy after burn-in (:class:`.schedule.LRSchedule`): ``cosine``
