@@ -217,10 +217,26 @@ def _coco128_records(root, stems):
     return recs
 
 
+def _sgd_losses(model, loss_fn, x, targets, steps=20):
+    """``steps`` SGD steps (lr 0.00261, momentum 0.9, decay 5e-4) on one batch: the loss of each step;
+    every step must find positives."""
+    from yolo4.trainer.train import param_groups
+
+    opt = torch.optim.SGD(param_groups(model, 5e-4), lr=2.61e-3, momentum=0.9)
+    losses = []
+    for _ in range(steps):
+        loss, items = loss_fn(model(x, raw=True), targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(items["loss"])
+        assert items["positives"] > 0
+    return losses
+
+
 def test_loss_decreases_overfitting_two_images(shared_data):
     from yolo4.model import load_darknet
     from yolo4.trainer.dataset import YoloDataset, collate
-    from yolo4.trainer.train import param_groups
 
     torch.manual_seed(0)
     recs = _coco128_records(shared_data, ["000000000009", "000000000025"])
@@ -230,15 +246,7 @@ def test_loss_decreases_overfitting_two_images(shared_data):
     assert targets.shape[0] == sum(len(r.boxes) for r in recs)
     x = images.float() / 255
     loss_fn = YoloLoss([yl.spec for yl in model.yolo_layers])
-    opt = torch.optim.SGD(param_groups(model, 5e-4), lr=2.61e-3, momentum=0.9)
-    losses = []
-    for _ in range(20):
-        loss, items = loss_fn(model(x, raw=True), targets)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(items["loss"])
-        assert items["positives"] > 0
+    losses = _sgd_losses(model, loss_fn, x, targets)
     assert all(math.isfinite(v) for v in losses)
     assert np.mean(losses[-3:]) < 0.2 * losses[0], losses
 
@@ -251,7 +259,6 @@ def test_new_coords_model_trains_on_two_images(shared_data, tmp_path):
 
     from yolo4.model import load_darknet
     from yolo4.trainer.dataset import YoloDataset, collate
-    from yolo4.trainer.train import param_groups
 
     text = (shared_data / "darknet/cfg/yolov4-tiny.cfg").read_text()
     text, n = re.subn(r"activation=linear\n+\[yolo\]\n",
@@ -265,14 +272,7 @@ def test_new_coords_model_trains_on_two_images(shared_data, tmp_path):
     assert {(s.new_coords, s.objectness_smooth) for s in loss_fn.specs} == {(1, 1)}
     images, targets, _ = collate([YoloDataset(recs, (128, 128), False)[i] for i in range(2)])
     x = images.float() / 255
-    opt = torch.optim.SGD(param_groups(model, 5e-4), lr=2.61e-3, momentum=0.9)
-    losses = []
-    for _ in range(20):
-        loss, items = loss_fn(model(x, raw=True), targets)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(items["loss"])
+    losses = _sgd_losses(model, loss_fn, x, targets)
     assert all(math.isfinite(v) for v in losses)
     assert np.mean(losses[-3:]) < 0.65 * losses[0], losses
 

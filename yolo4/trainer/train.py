@@ -839,9 +839,8 @@ def train(cfg: Optional[PathLike] = None, data: Optional[PathLike] = None, weigh
         f"batch {batch_size}, {steps_per_epoch} steps/epoch, lr {base_lr:g}"
         f"{f' (re-made heads x{head_lr_scale:g})' if head_lr_scale != 1.0 else ''}"
         f" ({sched.describe()}), {opt_name}{' nesterov' if run['nesterov'] else ''}"
-        f"{_iou_scale_note(iou_scale, model.yolo_layers)}"
         f"{f', {subdivisions} subdivisions of {batch_size // subdivisions}' if subdivisions > 1 else ''}"
-        f"{', AMP' if use_amp else ''}")
+        f"{', AMP' if use_amp else ''}{_iou_scale_note(iou_scale, model.yolo_layers)}")
 
     csv_path = out / "results.csv"
     rows = _read_rows(csv_path, start_epoch) if ckpt is not None else []
